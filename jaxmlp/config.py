@@ -1,0 +1,226 @@
+"""The configuration of one training run: a frozen dataclass, validated before any work starts.
+
+One flat dataclass rather than a tree of them, so that a sweep can say
+`dataclasses.replace(config, learning_rate=0.1)` and the command line maps one flag to one field.
+Each field's `help` metadata is the text `python -m jaxmlp.train --help` shows for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# The names each choice accepts. Kept here, next to the fields, so that validation, the command
+# line and the docs all read the same lists.
+DATASETS = ("mnist", "fashion_mnist", "digits")
+SOURCES = ("auto", "local", "tfds", "download")
+INPUT_SCALES = ("unit", "raw", "standardize")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+INITS = ("he", "glorot", "lecun", "normal")
+OUTPUTS = ("softmax", "sum_normalize", "none")
+ERRORS = ("cross_entropy", "mse")
+REDUCTIONS = ("sum", "mean")
+TARGETS = ("onehot", "integer")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting. The message names the setting and how to fix it."""
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- data -------------------------------------------------------------------------------
+    dataset: str | None = _f(
+        None,
+        "data set to train on. Left unset, jaxmlp uses MNIST and, if MNIST cannot be found or "
+        "downloaded, falls back to scikit-learn's bundled 8x8 digits (recorded in config.json). "
+        "Named explicitly, a data set that cannot be had is an error.",
+        DATASETS,
+    )
+    data_dir: str | None = _f(
+        None,
+        "folder with the four IDX files, or a parent holding mnist/ and fashion-mnist/ "
+        "(default: $JAXMLP_DATA_DIR, then the user cache, /usr/share/datasets, tfds, download)",
+    )
+    source: str = _f(
+        "auto",
+        "where to look for the data: auto (every place, in order), local (folders only), "
+        "tfds (tensorflow-datasets only), download (the public mirrors, into the cache)",
+        SOURCES,
+    )
+    train_subset: int | None = _f(
+        None, "train on the first N training examples only (default: all of them)"
+    )
+    flatten: bool = _f(
+        True,
+        "flatten each HxW image into one vector of H*W pixels. An MLP's first layer gives each "
+        "input its own weight, so it needs vectors; --no-flatten is refused with an explanation",
+    )
+    input_scale: str = _f(
+        "unit",
+        "how pixels are scaled: unit (divide by 255, to 0..1), raw (0..255 as they are), "
+        "standardize (subtract the training set's mean, divide by its std)",
+        INPUT_SCALES,
+    )
+    # --- model ------------------------------------------------------------------------------
+    hidden: tuple[int, ...] = _f(
+        (512, 512), "hidden layer widths, e.g. --hidden 512 512 (none at all: --hidden)"
+    )
+    activation: str = _f("relu", "hidden-layer nonlinearity", ACTIVATIONS)
+    init: str = _f(
+        "he",
+        "weight initialisation: he (std sqrt(2/fan_in), for relu), glorot (sqrt(2/(fan_in+"
+        "fan_out))), lecun (sqrt(1/fan_in)), normal (std = --init-scale, the naive choice)",
+        INITS,
+    )
+    init_scale: float = _f(
+        1.0, "multiplies the scheme's std; for --init normal it IS the std (e.g. 0.01)"
+    )
+    # --- loss -------------------------------------------------------------------------------
+    output: str = _f(
+        "softmax",
+        "how outputs become predictions: softmax (exp, then normalise), sum_normalize (each "
+        "output divided by the sum of outputs: breaks on negative or all-zero outputs), none "
+        "(raw outputs)",
+        OUTPUTS,
+    )
+    error: str = _f(
+        "cross_entropy",
+        "error against the targets: cross_entropy (-log of the true class's probability) or "
+        "mse (squared difference to the one-hot target)",
+        ERRORS,
+    )
+    class_reduction: str = _f(
+        "sum", "how an example's per-class errors are combined: sum or mean", REDUCTIONS
+    )
+    example_reduction: str = _f(
+        "mean", "how a batch's per-example losses are combined: sum or mean", REDUCTIONS
+    )
+    targets: str = _f(
+        "onehot",
+        "onehot (one output per class) or integer (a single output regressed onto the label "
+        "0..9 with mse and --output none: shows why one-hot targets are used)",
+        TARGETS,
+    )
+    # --- optimisation -----------------------------------------------------------------------
+    optimizer: str = _f("adam", "optax optimizer", OPTIMIZERS)
+    learning_rate: float = _f(1e-3, "peak learning rate (a positive finite number)")
+    momentum: float = _f(0.9, "momentum coefficient for --optimizer momentum")
+    weight_decay: float = _f(
+        0.0, "decoupled weight decay (AdamW-style for adam; added to the update otherwise)"
+    )
+    schedule: str = _f(
+        "warmup_cosine",
+        "learning-rate schedule: constant, cosine (decay to 0 over the run), warmup_cosine "
+        "(linear warmup over --warmup-epochs, then cosine)",
+        SCHEDULES,
+    )
+    warmup_epochs: float = _f(0.5, "warmup length for --schedule warmup_cosine, in epochs")
+    batch_size: int = _f(128, "examples per minibatch (the last partial batch is dropped)")
+    epochs: int = _f(8, "passes over the training set")
+    seed: int = _f(0, "seed of the PRNG key for initialisation and shuffling")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+def _choice(config: Config, name: str) -> None:
+    value = getattr(config, name)
+    choices = next(f for f in dataclasses.fields(config) if f.name == name).metadata["choices"]
+    if value not in choices:
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{flag} {value!r} is not known; choose one of: {', '.join(choices)}")
+
+
+def _positive_int(value: Any, flag: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
+
+
+def _finite(value: Any, flag: str, *, positive: bool = False, lo: float | None = None) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and positive:
+        ok = value > 0
+    if ok and lo is not None:
+        ok = value >= lo
+    if not ok:
+        what = "a positive finite number" if positive else "a finite number"
+        if lo is not None:
+            what += f" >= {lo}"
+        raise ConfigError(f"{flag} must be {what}, got {value!r}")
+
+
+def validate(config: Config) -> Config:
+    """Refuse impossible settings before any work starts. Returns the config unchanged."""
+    if config.dataset is not None:
+        _choice(config, "dataset")
+    for name in ("source", "input_scale", "activation", "init", "output", "error",
+                 "class_reduction", "example_reduction", "targets", "optimizer", "schedule"):
+        _choice(config, name)
+    for width in config.hidden:
+        _positive_int(width, "--hidden (every width)")
+    _positive_int(config.batch_size, "--batch-size")
+    _positive_int(config.epochs, "--epochs")
+    if config.train_subset is not None:
+        _positive_int(config.train_subset, "--train-subset")
+    _finite(config.learning_rate, "--learning-rate", positive=True)
+    _finite(config.init_scale, "--init-scale", positive=True)
+    _finite(config.momentum, "--momentum", lo=0.0)
+    if config.momentum >= 1.0:
+        raise ConfigError(f"--momentum must be below 1 (a decay factor), got {config.momentum}")
+    _finite(config.weight_decay, "--weight-decay", lo=0.0)
+    _finite(config.warmup_epochs, "--warmup-epochs", lo=0.0)
+    if config.schedule == "warmup_cosine" and config.warmup_epochs >= config.epochs:
+        raise ConfigError(
+            f"--warmup-epochs {config.warmup_epochs} leaves no epochs after the warmup "
+            f"(--epochs {config.epochs}); use fewer warmup epochs or more epochs"
+        )
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool):
+        raise ConfigError(f"--seed must be a whole number, got {config.seed!r}")
+    if not config.flatten:
+        raise ConfigError(
+            "--no-flatten: an MLP's first layer is a matrix with one row per input value, so each "
+            "28x28 image must be flattened into a vector of 784 pixels first. Without flattening "
+            "the layer would be applied to each row of 28 pixels separately, as if every row were "
+            "its own example. Drop --no-flatten (a convolutional network is what keeps 2-D shape)."
+        )
+    if config.targets == "integer" and (config.error != "mse" or config.output != "none"):
+        raise ConfigError(
+            "--targets integer predicts the label as one number, so it needs --error mse and "
+            "--output none (softmax or cross-entropy over a single output is meaningless)"
+        )
+    return config
+
+
+def check_against_data(config: Config, num_train: int) -> None:
+    """The checks that need the data set's size, still before any training work."""
+    n = num_train if config.train_subset is None else min(num_train, config.train_subset)
+    if config.train_subset is not None and config.train_subset > num_train:
+        raise ConfigError(
+            f"--train-subset {config.train_subset} is larger than the training set "
+            f"({num_train} examples)"
+        )
+    if config.batch_size > n:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is larger than the training data ({n} examples): "
+            f"no full batch can be formed. Use --batch-size {min(n, 128)} or fewer."
+        )

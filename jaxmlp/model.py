@@ -1,0 +1,91 @@
+"""The multilayer perceptron: parameters are a plain pytree, the forward pass a pure function.
+
+`params` is a list with one `{"w": (fan_in, fan_out), "b": (fan_out,)}` per layer. Nothing else:
+no classes, no hidden state, so `jax.grad`, `jax.jit`, `jax.vmap` and optax all see a pytree of
+arrays and the layout is what you would write on paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Params = list[dict[str, jax.Array]]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": jax.nn.gelu,
+}
+
+# Each scheme's weight std is sqrt(gain / fan). He keeps the variance of relu activations
+# constant through depth (relu zeroes half of them, hence the 2); Glorot balances the forward and
+# backward pass for tanh; LeCun is the fan-in version for activations with unit gain.
+_VARIANCE_SCALING = {
+    "he": (2.0, "fan_in"),
+    "glorot": (1.0, "fan_avg"),
+    "lecun": (1.0, "fan_in"),
+}
+
+
+def init_mlp(
+    key: jax.Array,
+    layer_sizes: Sequence[int],
+    init: str = "he",
+    scale: float | jax.Array = 1.0,
+    dtype: jnp.dtype = jnp.float32,
+) -> Params:
+    """Initial parameters for an MLP with `layer_sizes = [inputs, hidden..., outputs]`.
+
+    Weights: `he`, `glorot`, `lecun` draw from a normal with the scheme's std (times `scale`);
+    `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
+    `scale` may be a traced value, so a sweep can vmap over initialisation scales.
+    """
+    if init not in (*_VARIANCE_SCALING, "normal"):
+        raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
+    keys = jax.random.split(key, len(layer_sizes) - 1)
+    params = []
+    for k, fan_in, fan_out in zip(keys, layer_sizes[:-1], layer_sizes[1:], strict=True):
+        if init == "normal":
+            base = jax.nn.initializers.normal(stddev=1.0)
+        else:
+            gain, mode = _VARIANCE_SCALING[init]
+            base = jax.nn.initializers.variance_scaling(gain, mode, "normal")
+        w = base(k, (fan_in, fan_out), dtype) * jnp.asarray(scale, dtype)
+        params.append({"w": w, "b": jnp.zeros((fan_out,), dtype)})
+    return params
+
+
+def mlp_apply(params: Params, x: jax.Array, activation: str = "relu") -> jax.Array:
+    """Raw outputs (logits) of the MLP for inputs `x` of shape (batch, features).
+
+    Every layer but the last is `activation(x @ w + b)`; the last is linear, because turning
+    outputs into probabilities is the loss's business (see `jaxmlp.losses`).
+    """
+    act = ACTIVATIONS[activation]
+    for layer in params[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+    last = params[-1]
+    return x @ last["w"] + last["b"]
+
+
+def mlp_activations(params: Params, x: jax.Array, activation: str = "relu") -> list[jax.Array]:
+    """The output of every layer: hidden activations after the nonlinearity, then the logits.
+
+    The same computation as `mlp_apply`, kept separate so the training step pays nothing for it;
+    diagnostics use it to find dead or saturated units.
+    """
+    act = ACTIVATIONS[activation]
+    outs = []
+    for layer in params[:-1]:
+        x = act(x @ layer["w"] + layer["b"])
+        outs.append(x)
+    outs.append(x @ params[-1]["w"] + params[-1]["b"])
+    return outs
+
+
+def layer_sizes(num_inputs: int, hidden: Sequence[int], num_outputs: int) -> list[int]:
+    return [num_inputs, *hidden, num_outputs]
