@@ -8,9 +8,14 @@ skipping.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never write into the user's cache (~/.cache/jaxmlp: downloads, decoded arrays, compiled
+# programs): each test process gets a fresh one, inherited by the subprocesses it starts.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="jaxmlp-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
