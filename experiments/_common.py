@@ -1,0 +1,167 @@
+"""What every experiment script shares: its command line, budgets, and the closing summary.
+
+Each experiment has three budgets:
+
+- default: the real measurement (at least 5 seeds per variant; at most 10 minutes on 2 CPU cores);
+- `--quick`: the same experiment shrunk to finish within 60 seconds, to check that it runs;
+- `--smoke` (hidden): smaller still, for the test suite only.
+
+The budget's settings are written into summary.md, so a number is never separated from the
+size of network and data that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkout
+    sys.path.insert(0, str(REPO))
+
+from jaxmlp import stats, sweep  # noqa: E402
+from jaxmlp.checkpoint import atomic_write_text  # noqa: E402
+from jaxmlp.config import Config  # noqa: E402
+
+MODES = ("default", "quick", "smoke")
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+    mode: str
+    out: Path
+    data_dir: str | None
+    max_parallel: int | None
+    progress: bool
+
+
+def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(prog=f"python experiments/{name}.py",
+                                     description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="a reduced budget that finishes within 60 s (checks that it runs)")
+    # For the test suite: smaller than --quick, to keep CI short. Not a measurement.
+    parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None,
+                        help=f"output folder (default: runs/{name}, runs/{name}-quick); the same "
+                        "folder again reuses finished runs")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with MNIST's IDX files or a parent of mnist/ (default: "
+                        "$JAXMLP_DATA_DIR, then jaxmlp's usual places)")
+    parser.add_argument("--max-parallel", type=int, default=None, metavar="K",
+                        help="train at most K runs at a time")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    a = parser.parse_args(argv)
+    _TRAINED["runs"] = 0
+    mode = "smoke" if a.smoke else "quick" if a.quick else "default"
+    suffix = "" if mode == "default" else f"-{mode}"
+    out = Path(a.out) if a.out else Path("runs") / f"{name}{suffix}"
+    return Args(mode, out, a.data_dir, a.max_parallel, a.progress)
+
+
+def compile_mode(mode: str) -> str:
+    # Quick and smoke runs are a few seconds of training behind many compilations; XLA's fast
+    # CPU compilation halves their wall time. Default runs train long enough to want full speed.
+    return "default" if mode == "default" else "fast"
+
+
+_TRAINED = {"runs": 0}  # runs trained by the sweeps of this invocation (not read back)
+
+
+def run(
+    spec: sweep.SweepSpec, out: Path, args: Args, **kw: Any
+) -> sweep.SweepResult:
+    result = sweep.run_sweep(spec, out, max_parallel=kw.pop("max_parallel", args.max_parallel),
+                             progress=args.progress, compile_mode=compile_mode(args.mode),
+                             log=lambda s: print(s, file=sys.stderr), **kw)
+    if not result.complete:
+        raise SystemExit(f"sweep {out} did not complete")
+    _TRAINED["runs"] += result.record["sessions"][-1]["runs_trained"]
+    return result
+
+
+def machine() -> str:
+    return (f"{os.cpu_count()}-core {platform.machine()} CPU"
+            if all(d.platform == "cpu" for d in __import__("jax").devices())
+            else ", ".join(sorted({d.device_kind for d in __import__("jax").devices()})))
+
+
+def budget_section(mode: str, budget: Any, started: float, out: Path,
+                   extra: str = "") -> tuple[str, str]:
+    """A summary.md section naming the budget, the machine and the experiment's wall time.
+
+    Each invocation is logged in `out/experiment.json`: a rerun in the same folder reads finished
+    runs back instead of training them, so its own wall time says little; the log keeps the
+    time of the invocation that did the training.
+    """
+    import jax
+
+    log_path = out / "experiment.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
+    log["invocations"].append({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "mode": mode,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "runs_trained": _TRAINED["runs"],
+        "machine": machine(),
+        "jax": jax.__version__,
+        "command": sys.argv,
+    })
+    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+    fields = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in
+                       dataclasses.asdict(budget).items())
+    runs = "; ".join(f"{i['wall_seconds']:.1f} s, {i['runs_trained']} runs trained"
+                     for i in log["invocations"])
+    text = (f"Mode: {mode} ({fields}). Machine: {machine()}, jax {jax.__version__}. Wall time "
+            f"of each invocation in this folder, compilation and extra measurements included "
+            f"(a rerun reads finished runs back instead of training them): {runs}.")
+    if extra:
+        text += " " + extra
+    return ("Budget", text)
+
+
+def finish(result: sweep.SweepResult, findings: Sequence[str],
+           sections: Sequence[tuple[str, str]] = (),
+           echo: Callable[[str], None] = print) -> None:
+    """End summary.md with the findings and print them."""
+    sweep.write_findings(result, findings, sections)
+    echo(f"\n{result.spec.name}: findings")
+    for f in findings:
+        echo(f"- {f}")
+    echo(f"outputs in {result.out}")
+
+
+def mnist(data_dir: str | None, **settings: Any) -> Config:
+    """A Config on MNIST (named explicitly: a missing MNIST is an error, never a silent switch to
+    the 8x8 digits)."""
+    return Config(dataset="mnist", data_dir=data_dir, **settings)
+
+
+def acc(row: dict[str, Any]) -> str:
+    """'91.23% (95% CI [90.10, 92.00])' for a summary row."""
+    return (f"{stats.pct(row['test_acc_mean'])} (95% CI "
+            f"{stats.fmt_ci(row['test_acc_ci_lo'], row['test_acc_ci_hi'], 100, 2)})")
+
+
+def diverged(row: dict[str, Any]) -> str:
+    return f"{round(row['diverged_frac'] * row['seeds'])}/{row['seeds']}"
+
+
+def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return stats.intervals_overlap(
+        {"ci_lo": a["test_acc_ci_lo"], "ci_hi": a["test_acc_ci_hi"]},
+        {"ci_lo": b["test_acc_ci_lo"], "ci_hi": b["test_acc_ci_hi"]})
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)

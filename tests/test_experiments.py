@@ -1,0 +1,145 @@
+"""Each experiment script runs end to end on a tiny budget and writes every promised output.
+
+The scripts run in this process (`--smoke`, a hidden budget smaller than `--quick`) so that
+JAX starts once; `--quick` itself is timed in experiments/README.md. What is checked: the sweep
+outputs, the experiment's own extras, and that summary.md ends with generated findings, each a
+sentence with numbers in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = REPO / "experiments"
+SWEEP_OUTPUTS = ("results.csv", "runs.csv", "summary.csv", "summary.md", "sweep.json",
+                 "curves.png", "final_accuracy.png")
+
+
+def load(name: str) -> ModuleType:
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))  # for `import _common`, as when run as a script
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(name: str, out: Path, data_dir: Path, *extra: str) -> ModuleType:
+    module = load(name)
+    code = module.main(["--smoke", "--out", str(out), "--data-dir", str(data_dir),
+                        "--no-progress", *extra])
+    assert code == 0
+    return module
+
+
+def findings(out: Path) -> list[str]:
+    text = (out / "summary.md").read_text()
+    assert "## Findings" in text
+    tail = text.split("## Findings", 1)[1]
+    assert "##" not in tail, "the findings must end summary.md"
+    bullets = [line[2:] for line in tail.splitlines() if line.startswith("- ")]
+    assert bullets
+    for b in bullets:  # generated from numbers, not prose
+        assert re.search(r"\d", b), b
+        assert not re.search(r"\bnan\b|n/a", b), b  # a number that failed to be computed
+    return bullets
+
+
+def check_sweep(out: Path) -> dict:
+    for name in SWEEP_OUTPUTS:
+        assert (out / name).is_file(), f"{out / name} missing"
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["status"] == "complete"
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len({r["run"] for r in rows}) == record["num_runs"]
+    return record
+
+
+@pytest.fixture(scope="module")
+def data_dir(shared_data_dir: Path, mnist_dir: Path) -> Path:
+    return shared_data_dir
+
+
+def test_sweep_reduction(data_dir: Path, tmp_path: Path) -> None:
+    run("sweep_reduction", tmp_path, data_dir)
+    record = check_sweep(tmp_path)
+    assert record["num_variants"] == 16 and record["num_programs"] == 8
+    for control in ("sgd_rescaled", "adam", "raw_lr"):
+        check_sweep(tmp_path / "controls" / control)
+    text = " ".join(findings(tmp_path))
+    assert "lr 0.1/64 followed mean" in text
+    assert "Adam" in text and "raw 0..255" in text
+    # The lockstep control measured SGD sum at lr/B against mean at lr: bit-identical (B = 64).
+    assert "stayed bit-identical" in text
+
+
+def test_sweep_loss(data_dir: Path, tmp_path: Path) -> None:
+    module = run("sweep_loss", tmp_path, data_dir)
+    record = check_sweep(tmp_path)
+    assert record["num_variants"] == 7 and record["num_programs"] == 7
+    text = " ".join(findings(tmp_path))
+    assert module.INTEGER in text and "sum-normalize + CE" in text
+
+
+def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
+    module = run("sweep_lr", tmp_path, data_dir)
+    record = check_sweep(tmp_path)
+    assert record["num_programs"] == 2  # one per optimizer: the learning rate is traced
+    assert (tmp_path / "lr_vs_accuracy.png").is_file()
+    lrs = module.learning_rates(module.BUDGETS["smoke"])
+    assert record["num_variants"] == 2 * len(lrs)
+    text = " ".join(findings(tmp_path))
+    assert "SGD: best at lr" in text and "ADAM: best at lr" in text
+
+
+def test_overfit_small(data_dir: Path, tmp_path: Path) -> None:
+    run("overfit_small", tmp_path, data_dir)
+    check_sweep(tmp_path)
+    assert (tmp_path / "updates_to_100.png").is_file()
+    text = (tmp_path / "summary.md").read_text()
+    assert "ms per update" in text
+    assert any("To 100% training accuracy on 10 images" in f for f in findings(tmp_path))
+
+
+def test_sweep_init(data_dir: Path, tmp_path: Path) -> None:
+    run("sweep_init", tmp_path, data_dir)
+    record = check_sweep(tmp_path)
+    assert record["num_programs"] == 8  # 4 schemes x 2 activations; scales are traced
+    for png in ("dead_units.png", "zero_outputs.png", "init_accuracy.png"):
+        assert (tmp_path / png).is_file()
+    summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert "dead_units_final_mean" in summary[0] and "zero_outputs_init_mean" in summary[0]
+    findings(tmp_path)
+
+
+def test_rerunning_an_experiment_reuses_its_runs(data_dir: Path, tmp_path: Path) -> None:
+    run("sweep_lr", tmp_path, data_dir)
+    first = json.loads((tmp_path / "sweep.json").read_text())
+    run("sweep_lr", tmp_path, data_dir)
+    again = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(again["sessions"]) == 2 and again["sessions"][-1]["runs_trained"] == 0
+    assert again["fingerprint"] == first["fingerprint"]
+
+
+@pytest.mark.parametrize("name", ["sweep_reduction", "sweep_loss", "sweep_lr", "overfit_small",
+                                  "sweep_init"])
+def test_quick_and_default_budgets_are_real(name: str) -> None:
+    """--quick is a smaller budget of the same experiment; the default one has >= 5 seeds."""
+    module = load(name)
+    assert set(module.BUDGETS) == {"default", "quick", "smoke"}
+    assert module.BUDGETS["default"].seeds >= 5
+    assert module.BUDGETS["quick"] != module.BUDGETS["default"]
+    args = module.C.parse_args(name, "", ["--quick"])
+    assert args.mode == "quick" and args.out == Path("runs") / f"{name}-quick"

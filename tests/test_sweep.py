@@ -1,0 +1,527 @@
+"""The sweep engine: same numbers as single runs, one program per structure, sharding,
+chunking, resuming, outputs, and the command line.
+
+Tolerances. A vmapped, sharded or chunked run does the same float32 arithmetic as a single run,
+but XLA may order the additions of a batched matrix product differently, so results can differ
+by a few units in the last place per step. Measured on this project's tiny test networks: at
+most 1.2e-7 in any parameter and 2.4e-7 in any loss after 16 updates. The tests allow
+PARAM_ATOL = LOSS_RTOL = 1e-5 (about 100x the measured rounding, still 1000x smaller than the
+effect of changing a seed or a learning rate), and accuracies equal to within one example.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmlp import checkpoint, data, stats, sweep, train
+from jaxmlp.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+PARAM_ATOL = 1e-5
+LOSS_RTOL = 1e-5
+TEST_SUBSET = 200
+ACC_ATOL = 1.0 / TEST_SUBSET + 1e-6  # one test example
+
+
+@pytest.fixture(scope="module")
+def base(shared_data_dir: Path, mnist_dir: Path) -> Config:
+    return Config(dataset="mnist", data_dir=str(shared_data_dir), hidden=(8,), epochs=2,
+                  train_subset=256, batch_size=32, optimizer="sgd", learning_rate=0.1,
+                  schedule="constant")
+
+
+@pytest.fixture(scope="module")
+def dataset(shared_data_dir: Path) -> data.Dataset:
+    return data.load_dataset("mnist", data_dir=shared_data_dir, progress=False)
+
+
+def small_spec(base: Config, **kw) -> sweep.SweepSpec:
+    """2 structures (example reduction) x 2 learning rates x 3 seeds = 12 runs."""
+    grid = kw.pop("grid", {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.1]})
+    return sweep.make_spec(base, grid, seeds=kw.pop("seeds", 3), test_subset=TEST_SUBSET, **kw)
+
+
+@pytest.fixture(scope="module")
+def whole(base: Config, tmp_path_factory: pytest.TempPathFactory) -> sweep.SweepResult:
+    """The reference sweep: unchunked, one device."""
+    return sweep.run_sweep(small_spec(base), tmp_path_factory.mktemp("whole"), progress=False)
+
+
+def _dev(dataset: data.Dataset, config: Config) -> train.DeviceData:
+    dev = train.device_data(dataset, config)
+    return dev._replace(x_test=dev.x_test[:TEST_SUBSET], y_test=dev.y_test[:TEST_SUBSET])
+
+
+def assert_same_metrics(a: dict, b: dict, what: str) -> None:
+    for k in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(a[k], b[k], rtol=LOSS_RTOL, err_msg=f"{what}: {k}")
+    for k in ("train_accuracy", "test_accuracy"):
+        np.testing.assert_allclose(a[k], b[k], atol=ACC_ATOL, rtol=0, err_msg=f"{what}: {k}")
+
+
+def max_param_diff(a, b) -> float:
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+# --- the same numbers as a run on its own ---------------------------------------------------------
+
+
+def test_each_run_equals_make_train_alone(whole: sweep.SweepResult, dataset: data.Dataset
+                                          ) -> None:
+    """Run i of the vmapped sweep = `make_train(config)` jitted for that run alone, seed for
+    seed. One jitted function per structure: the learning rate reaches it through `Hyper`, as
+    `make_train` documents, so its 6 runs need not compile 6 times."""
+    dev = _dev(dataset, whole.spec.base)
+    x_train = np.asarray(dev.x_train)
+    alone_fns: dict = {}
+    for run in whole.runs:
+        key = sweep.structural_key(run.config)
+        if key not in alone_fns:
+            alone_fns[key] = jax.jit(train.make_train(run.config))
+        hyper = train.hyper_from_config(run.config, x_train)
+        state, m = alone_fns[key](jax.random.key(run.seed), dev, hyper)
+        alone = {k: np.asarray(getattr(m, k)) for k in sweep.RESULT_FIELDS}
+        assert_same_metrics(whole.results[run.index], alone, f"run {run.index}")
+        if run.config.example_reduction == "sum" and run.config.learning_rate == 0.1:
+            # Final parameters too, through the same vmapped program with parameters kept.
+            group = [r.config for r in whole.runs if sweep.structural_key(r.config) == key]
+            out = sweep.train_runs(group, dev, keep_params=True)
+            i = group.index(run.config)
+            mine = jax.tree.map(lambda a, i=i: a[i], out["params"])
+            assert max_param_diff(mine, state.params) <= PARAM_ATOL
+    # The runs really differ from one another (a sweep that trained one run 12 times would not).
+    finals = {float(r["train_loss"][-1]) for r in whole.results}
+    assert len(finals) == len(whole.runs)
+
+
+def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: data.Dataset,
+                                           tmp_path: Path) -> None:
+    """The same configuration through `jaxmlp.train.run` (what `python -m jaxmlp.train` does):
+    same per-epoch metrics, same final parameters."""
+    run = next(r for r in whole.runs if r.config.learning_rate == 0.1 and r.seed == 2
+               and r.config.example_reduction == "mean")
+    config = dataclasses.replace(run.config, train_subset=256)
+    # The CLI evaluates on the whole test set: compare against a sweep run that does too.
+    spec = sweep.make_spec(config, seeds=[run.seed])
+    mine = sweep.run_sweep(spec, tmp_path / "sweep", progress=False, plots=False).results[0]
+    train.run(config, tmp_path / "cli", progress=False, log=lambda s: None)
+    lines = (tmp_path / "cli" / train.METRICS).read_text().splitlines()
+    cli = {k: np.asarray([json.loads(s)[k] for s in lines]) for k in sweep.RESULT_FIELDS}
+    for k in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(mine[k], cli[k], rtol=LOSS_RTOL, err_msg=k)
+    for k in ("train_accuracy", "test_accuracy"):
+        np.testing.assert_allclose(mine[k], cli[k], atol=1e-4 + 1e-6, rtol=0, err_msg=k)
+    dev = train.device_data(dataset, config)
+    out = sweep.train_runs([config], dev, keep_params=True)
+    template = train.init_state(jax.random.key(0), config, train.hyper_from_config(
+        config, np.asarray(dev.x_train)), train.make_optimizer(config, 8),
+        train.model_sizes(config, 784))
+    state, _ = checkpoint.load(tmp_path / "cli" / train.CHECKPOINT, template)
+    params = jax.tree.map(lambda a: a[0], out["params"])
+    assert max_param_diff(params, state.params) <= PARAM_ATOL
+
+
+def test_divergence_is_caught_at_the_same_step_as_the_cli(base: Config, tmp_path: Path) -> None:
+    # MSE on raw outputs of raw 0..255 pixels, summed over the batch, at lr 1: overflows fast.
+    bad = dataclasses.replace(base, input_scale="raw", example_reduction="sum", error="mse",
+                              output="none", learning_rate=1.0)
+    spec = sweep.make_spec(bad, seeds=[0], test_subset=TEST_SUBSET)
+    result = sweep.run_sweep(spec, tmp_path / "s", progress=False, plots=False)
+    res = result.results[0]
+    assert res["nonfinite"][0] and res["first_bad_step"][0] >= 0
+    with pytest.raises(train.Diverged):
+        train.run(bad, tmp_path / "cli", progress=False, log=lambda s: None)
+    bad_line = json.loads((tmp_path / "cli" / train.METRICS).read_text().splitlines()[-1])
+    assert bad_line["epoch"] == 1
+    assert bad_line["diverged_at_step"] == int(res["first_bad_step"][0]) + 1
+    rows = list(csv.DictReader(open(tmp_path / "s" / "results.csv")))
+    assert rows[0]["nonfinite"] == "1"
+    assert rows[0]["first_bad_step"] == str(bad_line["diverged_at_step"])
+    runs = list(csv.DictReader(open(tmp_path / "s" / "runs.csv")))
+    assert runs[0]["diverged"] == "1" and runs[0]["diverged_epoch"] == "1"
+    assert result.summary[0]["diverged_frac"] == 1.0
+
+
+# --- one program per structure --------------------------------------------------------------------
+
+
+def test_two_structures_times_lrs_times_seeds_compile_two_programs(base: Config,
+                                                                   tmp_path: Path) -> None:
+    """2 structural variants x 4 learning rates x 8 seeds = 64 runs: 2 XLA compilations of the
+    training program, counted by JAX's own compilation events."""
+    compiled: list[str] = []
+
+    def listener(event: str, duration: float, **kw) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(str(kw.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
+        grid = {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
+        r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
+                            progress=False, plots=False)
+        first = [n for n in compiled if n == "jit(train_runs)"]
+        assert r.record["num_runs"] == 64 and r.record["num_programs"] == 2
+        assert len(first) == 2
+        assert r.record["programs_compiled"] == 2
+        # Other learning rates and seeds of the same structures: nothing new to compile.
+        grid["learning_rate"] = [0.2, 0.5, 1.0, 2.0]
+        r2 = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "b",
+                             progress=False, plots=False)
+        assert len([n for n in compiled if n == "jit(train_runs)"]) == 2
+        assert r2.record["sessions"][-1]["programs_reused"] == 2
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+# --- sharding, chunking, resuming -----------------------------------------------------------------
+
+SHARD_SCRIPT = """
+import json, sys
+import jax, numpy as np
+from jaxmlp import sweep
+from jaxmlp.config import Config
+base = Config.from_dict(json.loads(sys.argv[1]))
+spec = sweep.make_spec(base, {"learning_rate": [0.05, 0.1]}, seeds=3, test_subset=200)
+four = sweep.run_sweep(spec, sys.argv[2] + "/four", progress=False, plots=False)
+one = sweep.run_sweep(spec, sys.argv[2] + "/one", progress=False, plots=False,
+                      devices=jax.devices()[:1])
+diff = max(float(np.max(np.abs(np.asarray(a[k], float) - np.asarray(b[k], float))))
+           for a, b in zip(four.results, one.results) for k in sweep.RESULT_FIELDS)
+print(json.dumps({"devices": len(jax.devices()), "four": four.record["devices"],
+                  "per_call": four.record["programs"][0]["runs_per_call"],
+                  "one": one.record["devices"], "max_diff": diff,
+                  "acc": [float(a["test_accuracy"][-1]) for a in four.results]}))
+"""
+
+
+def test_sharded_over_four_devices_equals_one_device(base: Config, tmp_path: Path) -> None:
+    """4 simulated CPU devices (a subprocess, since the device count is fixed at start-up): 6
+    runs padded to 8, 2 per device; same results as on one device within the tolerance."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": str(REPO)}
+    cfg = base.to_dict()
+    proc = subprocess.run([sys.executable, "-c", SHARD_SCRIPT, json.dumps(cfg), str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4 and len(out["four"]) == 4 and len(out["one"]) == 1
+    assert out["per_call"] == 8  # 6 runs padded to a multiple of 4 devices
+    assert out["max_diff"] <= LOSS_RTOL * 10  # losses are ~2, accuracies exact: 1e-4 absolute
+    assert len(set(out["acc"])) > 1
+
+
+def test_chunked_equals_unchunked(base: Config, whole: sweep.SweepResult, tmp_path: Path
+                                  ) -> None:
+    # 6 runs per structure in chunks of at most 4: 4 + 2 (the 2 padded to 4).
+    chunked = sweep.run_sweep(small_spec(base), tmp_path, progress=False, max_parallel=4,
+                              plots=False)
+    assert chunked.record["num_chunks"] == 4
+    assert all(p["runs_per_call"] == 4 for p in chunked.record["programs"])
+    for a, b in zip(chunked.results, whole.results, strict=True):
+        assert_same_metrics(a, b, "chunked")
+    assert len(list((tmp_path / sweep.CHUNKS).glob("chunk-*.npz"))) == 4
+
+
+def test_interrupted_sweep_resumes_without_retraining(base: Config, whole: sweep.SweepResult,
+                                                      tmp_path: Path) -> None:
+    spec = small_spec(base)  # chunks of 4 + 2 per structure, as in the chunked test
+    first = sweep.run_sweep(spec, tmp_path, progress=False, max_parallel=4, max_chunks=2,
+                            plots=False)
+    assert not first.complete and len(first.trained_chunks) == 2
+    assert not (tmp_path / "results.csv").exists()
+    files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / sweep.CHUNKS).glob("*.npz")}
+    assert len(files) == 2
+    time.sleep(0.01)
+    second = sweep.run_sweep(spec, tmp_path, progress=False, max_parallel=4, plots=False)
+    assert second.complete
+    assert set(second.trained_chunks).isdisjoint(first.trained_chunks)
+    assert len(second.trained_chunks) == second.record["num_chunks"] - 2
+    for name, mtime in files.items():  # finished chunks untouched
+        assert (tmp_path / sweep.CHUNKS / name).stat().st_mtime_ns == mtime
+    sessions = second.record["sessions"]
+    assert [s["runs_trained"] for s in sessions] == [6, 6]
+    for a, b in zip(second.results, whole.results, strict=True):
+        assert_same_metrics(a, b, "resumed")
+    # Once more: everything is on disk, nothing is trained, the outputs are rewritten.
+    third = sweep.run_sweep(spec, tmp_path, progress=False, max_parallel=4, plots=False)
+    assert third.complete and third.trained_chunks == []
+    # sweep.json keeps each program's compile time from the session that compiled it.
+    assert all(p["compile_seconds"] >= 0 for p in third.record["programs"])
+    assert len(third.record["sessions"]) == 3
+
+
+def test_cli_interrupted_by_ctrl_c_continues(base: Config, tmp_path: Path) -> None:
+    """A real interruption: SIGINT to `python -m jaxmlp.sweep` once a chunk is saved, then the
+    same command again trains only what is missing."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "jaxmlp.sweep", "--out", str(out), "--dataset", "mnist",
+           "--data-dir", base.data_dir, "--hidden", "32", "--epochs", "4", "--train-subset",
+           "2000", "--batch-size", "32", "--optimizer", "sgd", "--schedule", "constant",
+           "--grid", "learning_rate=0.01,0.02,0.05,0.1", "--seeds", "3", "--max-parallel", "1",
+           "--test-subset", "200", "--no-progress", "--no-plots"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / sweep.CHUNKS).glob("chunk-*.npz")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done = len(list((out / sweep.CHUNKS).glob("chunk-*.npz")))
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert 1 <= done < 12, "the sweep finished before it could be interrupted"
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    record = json.loads((out / sweep.SWEEP_JSON).read_text())
+    assert record["status"] == "complete"
+    assert record["sessions"][-1]["runs_trained"] == 12 - done
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 12 * 4
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+def test_results_csv_has_exactly_the_promised_rows_and_columns(whole: sweep.SweepResult) -> None:
+    out = whole.out
+    with open(out / "results.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = reader.fieldnames
+    assert columns == ["run", "variant", "example_reduction", "learning_rate", "seed", "epoch",
+                       "train_loss", "train_accuracy", "test_loss", "test_accuracy", "nonfinite",
+                       "first_bad_step"]
+    epochs = whole.spec.base.epochs
+    assert len(rows) == 12 * epochs
+    assert sorted((int(r["run"]), int(r["epoch"])) for r in rows) == [
+        (i, e) for i in range(12) for e in range(1, epochs + 1)]
+    for r in rows:
+        run = whole.runs[int(r["run"])]
+        assert int(r["seed"]) == run.seed
+        assert r["example_reduction"] == run.config.example_reduction
+        assert float(r["learning_rate"]) == run.config.learning_rate
+        assert r["variant"] == whole.spec.variants[run.variant].name
+        e = int(r["epoch"]) - 1
+        # float32 written in its shortest form reads back exactly
+        assert np.float32(r["test_accuracy"]) == whole.results[run.index]["test_accuracy"][e]
+        assert r["nonfinite"] == "0" and r["first_bad_step"] == ""
+
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert [s["variant"] for s in summary] == [v.name for v in whole.spec.variants]
+    for s in summary:
+        assert int(s["seeds"]) == 3
+        accs = whole.final(s["variant"], "test_accuracy")
+        assert float(s["test_acc_mean"]) == pytest.approx(accs.mean())
+        assert float(s["test_acc_std"]) == pytest.approx(accs.std(ddof=1))
+        assert float(s["test_acc_ci_lo"]) <= float(s["test_acc_mean"]) <= float(
+            s["test_acc_ci_hi"])
+        for k in ("train_loss_mean", "train_loss_ci_lo", "diverged_frac", "reached_frac"):
+            float(s[k])
+    assert len(list(csv.DictReader(open(out / "runs.csv")))) == 12
+    md = (out / "summary.md").read_text()
+    for v in whole.spec.variants:
+        assert f"| {v.name} |" in md
+    assert md.rstrip().splitlines()[-1].startswith("- ")  # ends with the findings
+    record = json.loads((out / sweep.SWEEP_JSON).read_text())
+    for key in ("spec", "versions", "devices", "wall_seconds", "compile_seconds",
+                "train_seconds", "programs", "status"):
+        assert key in record
+    assert record["status"] == "complete" and record["versions"]["jax"] == jax.__version__
+    for png in ("curves.png", "final_accuracy.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(base: Config,
+                                                         whole: sweep.SweepResult) -> None:
+    other = small_spec(base, seeds=2)
+    with pytest.raises(sweep.SweepError, match="different sweep"):
+        sweep.run_sweep(other, whole.out, progress=False)
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    try:
+        code = sweep.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_runs_a_toml_spec(base: Config, tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"""
+name = "toml sweep"
+seeds = [0, 1]
+test_subset = {TEST_SUBSET}
+max_parallel = 4
+[base]
+dataset = "mnist"
+data_dir = "{base.data_dir}"
+hidden = [8]
+epochs = 1
+train_subset = 256
+batch_size = 32
+optimizer = "sgd"
+schedule = "constant"
+[grid]
+learning_rate = [0.05, 0.1]
+""")
+    code, out, err = _cli(["--spec", str(spec), "--out", str(tmp_path / "o"), "--no-progress",
+                           "--grid", "activation=relu,tanh"], capsys)
+    assert code == 0, err
+    summary = list(csv.DictReader(open(tmp_path / "o" / "summary.csv")))
+    assert len(summary) == 4 and summary[0]["activation"] == "relu"
+    record = json.loads((tmp_path / "o" / sweep.SWEEP_JSON).read_text())
+    assert record["max_parallel"] == 4 and record["num_programs"] == 2
+    assert "toml sweep" in out
+
+
+@pytest.mark.parametrize("top, base_extra, tables, message", [
+    ("", "", '[grid]\nlerning_rate = [0.1]', "unknown setting 'lerning_rate'"),
+    ("", "", '[grid]\nactivation = ["relu", "swish"]', "--activation 'swish' is not known"),
+    ("", "", '[grid]\nseed = [1, 2]', "'seed' is not a setting of a variant"),
+    ("", "", '[grid]\nlearning_rate = 0.1', "must be a non-empty list"),
+    ("seeds = 0", "", "", "seeds must be a positive count"),
+    ("seeds = [1, 1]", "", "", "repeats a seed"),
+    ('colour = "blue"', "", "", "unknown keys colour"),
+    ("", "", '[grid\nlearning_rate = [0.1]', "not valid TOML"),
+    ('variants = [{name = "a"}, {name = "b"}]', "", "", "same configuration"),
+    ("", "batch_size = 100000", "", "larger than the training data"),
+    ("", "hidden = [0]", "", "--hidden (every width) must be a positive whole number"),
+    ("", "optimizer = 3", "", "--optimizer 3 is not known"),
+])
+def test_bad_specs_fail_with_one_clear_message(top: str, base_extra: str, tables: str,
+                                               message: str, base: Config, tmp_path: Path,
+                                               capsys) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(f'{top}\n[base]\ndataset = "mnist"\ndata_dir = "{base.data_dir}"\n'
+                    f"train_subset = 256\n{base_extra}\n{tables}\n")
+    code, _, err = _cli(["--spec", str(spec), "--out", str(tmp_path / "o"), "--no-progress"],
+                        capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert message in lines[0]
+    assert not (tmp_path / "o" / "results.csv").exists()
+
+
+def test_bad_flags_fail_with_one_clear_message(tmp_path: Path, capsys) -> None:
+    for argv, message in (
+        (["--grid", "learning_rate"], "write FIELD=VALUE1,VALUE2"),
+        (["--grid", "hidden=64,big"], "not a list of widths"),
+        (["--seed", "3"], "--seeds N or --seed-list"),
+        (["--spec", str(tmp_path / "missing.toml")], "cannot read the spec"),
+        (["--grid", "learning_rate=0.1,fast"], "is not a float"),
+    ):
+        code, _, err = _cli([*argv, "--out", str(tmp_path / "o")], capsys)
+        assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
+
+
+def test_bad_spec_through_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.json"
+    spec.write_text('{"grid": {"optimizer": ["sgd", "rmsprop"]}}')
+    proc = subprocess.run([sys.executable, "-m", "jaxmlp.sweep", "--spec", str(spec), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "rmsprop" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- pieces ---------------------------------------------------------------------------------------
+
+
+def test_chunk_sizes_are_device_multiples_within_max_parallel() -> None:
+    assert sweep.chunk_size(12, None, 1) == 12
+    assert sweep.chunk_size(6, None, 4) == 8  # padded up: every device gets 2 runs
+    assert sweep.chunk_size(12, 5, 1) == 5
+    assert sweep.chunk_size(12, 6, 4) == 4  # at most 6: round down to a multiple of 4
+    assert sweep.chunk_size(12, 2, 4) == 4  # below the device count: one run per device
+    assert sweep.chunk_size(3, 7, 4) == 4
+    groups = [(None, list(range(5))), (None, list(range(5, 12)))]
+    chunks = sweep.plan_chunks(groups, 3, 1)
+    assert [c.runs for c in chunks] == [(0, 1, 2), (3, 4), (5, 6, 7), (8, 9, 10), (11,)]
+    assert {c.size for c in chunks} == {3}
+
+
+def test_structural_key_ignores_exactly_the_traced_settings(base: Config) -> None:
+    key = sweep.structural_key
+    assert key(dataclasses.replace(base, learning_rate=0.5, seed=3, init_scale=2.0,
+                                   input_scale="raw")) == key(base)
+    for field, value in (("optimizer", "adam"), ("hidden", (9,)), ("error", "mse"),
+                         ("example_reduction", "sum"), ("batch_size", 64), ("epochs", 3)):
+        assert key(dataclasses.replace(base, **{field: value})) != key(base), field
+
+
+def test_lockstep_comparison_follows_make_train(base: Config, dataset: data.Dataset) -> None:
+    """compare_trajectories draws the batches as make_train does, and SGD sum-reduction at
+    lr/B stays on the mean-reduction trajectory at lr."""
+    dev = _dev(dataset, base)
+    x = np.asarray(dev.x_train)
+    a = base
+    b = dataclasses.replace(base, example_reduction="sum", learning_rate=base.learning_rate / 24)
+    out = sweep.compare_trajectories(a, b, [0, 1], dev, train.hyper_from_config(a, x),
+                                     train.hyper_from_config(b, x))
+    assert out["max_abs_diff"].shape == (2, base.epochs * 8)
+    state, _ = jax.jit(train.make_train(a))(jax.random.key(1), dev, train.hyper_from_config(a, x))
+    mine = jax.tree.map(lambda p: p[1], out["final_params_a"])
+    assert max_param_diff(mine, state.params) <= PARAM_ATOL
+    # lr/24 with sum over 32 examples is a different step from lr with the mean: they part.
+    assert out["max_abs_diff"].max() > 1e-3
+    c = dataclasses.replace(base, example_reduction="sum",
+                            learning_rate=base.learning_rate / base.batch_size)
+    out = sweep.compare_trajectories(a, c, [0, 1], dev, train.hyper_from_config(a, x),
+                                     train.hyper_from_config(c, x))
+    assert out["max_abs_diff"].max() <= PARAM_ATOL
+
+
+def test_unit_probes_on_constructed_networks() -> None:
+    import jax.numpy as jnp
+
+    x = jnp.ones((4, 3))
+    dead = [{"w": -jnp.ones((3, 2)), "b": jnp.zeros(2)}, {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
+    p = sweep.unit_probes(dead, x, "relu")
+    assert float(p["dead_units"]) == 1.0 and float(p["input_blind"]) == 1.0
+    assert float(p["zero_outputs"]) == 1.0 and float(p["blocked"]) == 1.0
+    alive = [{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}, {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
+    p = sweep.unit_probes(alive, x, "relu")
+    assert float(p["dead_units"]) == 0.0 and float(p["input_blind"]) == 0.0
+    assert float(p["zero_outputs"]) == 0.0
+    saturated = [{"w": 10 * jnp.ones((3, 2)), "b": jnp.zeros(2)},
+                 {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
+    p = sweep.unit_probes(saturated, x, "tanh")
+    assert float(p["dead_units"]) == 1.0 and float(p["blocked"]) == 1.0
+
+
+def test_bootstrap_interval() -> None:
+    assert stats.bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    assert all(np.isnan(stats.bootstrap_ci([0.3])))
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.9, 0.01, size=40)
+    lo, hi = stats.bootstrap_ci(x)
+    assert lo < x.mean() < hi
+    # About the normal-theory interval: mean +- 1.96 s / sqrt(n).
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    d = stats.describe([0.1, 0.2, np.nan])
+    assert d["n"] == 2 and d["mean"] == pytest.approx(0.15)
