@@ -206,6 +206,17 @@ def make_step(
     return step
 
 
+def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The example indices of one epoch's batches, shape (n // batch_size, batch_size).
+
+    A fresh permutation per epoch with the last partial batch dropped. Public so that other
+    implementations (the PyTorch and NumPy benchmarks) can train on exactly the same batches.
+    """
+    num_steps = n // batch_size
+    order = jax.random.permutation(key, n)[: num_steps * batch_size]
+    return order.reshape(num_steps, batch_size)
+
+
 def make_epoch(
     config: Config, tx: optax.GradientTransformation
 ) -> Callable[[TrainState, DeviceData, Hyper, jax.Array], tuple[TrainState, EpochMetrics]]:
@@ -221,10 +232,8 @@ def make_epoch(
     def epoch(
         state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
     ) -> tuple[TrainState, EpochMetrics]:
-        n = dev.x_train.shape[0]
-        num_steps = n // batch_size
-        order = jax.random.permutation(key, n)[: num_steps * batch_size]
-        order = order.reshape(num_steps, batch_size)
+        order = epoch_order(key, dev.x_train.shape[0], batch_size)
+        num_steps = order.shape[0]
 
         def body(
             carry: tuple[TrainState, jax.Array], xs: tuple[jax.Array, jax.Array]
@@ -404,12 +413,16 @@ def run(
     progress: bool = True,
     max_epochs: int | None = None,
     log: Callable[[str], None] = print,
+    diagnose: bool = False,
+    plots: bool = False,
 ) -> dict[str, Any]:
     """Train one model, writing config.json, metrics.jsonl, checkpoint.npz and summary.json.
 
     With `resume=True`, `out` is an existing run folder and its config.json is the configuration
     (the `config` argument is ignored). `max_epochs` stops after that many epochs in this call,
-    as an interruption would. Returns the summary dict.
+    as an interruption would. `diagnose` also writes diagnostics.jsonl and logs a report (see
+    `jaxmlp.diagnostics`); `plots` writes PNGs (and turns on `diagnose`, for the gradient
+    plot). Returns the summary dict.
     """
     from tqdm.auto import tqdm
 
@@ -480,8 +493,16 @@ def run(
     # Compile ahead of time so compilation is measured apart from training. The state is
     # donated: XLA may update parameters in place instead of allocating new buffers each epoch.
     t0 = time.perf_counter()
-    epoch_fn = jax.jit(make_epoch(config, tx), donate_argnums=0)
+    diag = None
+    if diagnose or plots:
+        from jaxmlp import diagnostics
+
+        diag = diagnostics.Recorder(config, out, sizes, start_epoch, dataset.num_classes)
+        diag.start(state.params, dev, hyper)
+    epoch_fn = jax.jit((diag.make_epoch if diag else make_epoch)(config, tx), donate_argnums=0)
     epoch_fn = epoch_fn.lower(state, dev, hyper, jax.random.fold_in(data_key, 0)).compile()
+    if diag:
+        epoch_fn = diag.wrap(epoch_fn)
     eval_fn = jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
                                                    hyper).compile()
     compile_seconds = time.perf_counter() - t0
@@ -497,6 +518,8 @@ def run(
         test_loss, test_accuracy = eval_fn(state.params, dev.x_test, dev.y_test, hyper)
         # The one host synchronisation of the epoch.
         m, test_loss, test_accuracy = jax.device_get((m, test_loss, test_accuracy))
+        if diag:
+            diag.end_epoch(e + 1)  # before the clock stops: its cost is part of the epoch
         seconds = time.perf_counter() - t_epoch
         train_seconds += seconds
         if m.first_bad_step >= 0:
@@ -505,14 +528,20 @@ def run(
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(bad) + "\n")
             bar.close()
+            if plots and diag:  # the gradient norms leading up to the blow-up
+                from jaxmlp import plots as plotting
+
+                plotting.gradient_norms(diag.rows, out / plotting.GRADIENT_NORMS)
             kept = (f"the last good checkpoint (epoch {e}) in {out / CHECKPOINT} is intact"
                     if e > 0 else "no checkpoint was written (it diverged in the first epoch)")
             raise Diverged(
                 f"the loss became non-finite (NaN or inf) at epoch {e + 1}, step "
                 f"{int(m.first_bad_step) + 1} of {num_steps}; training stopped and {kept}. "
                 f"Usual causes: a learning rate too large for these inputs (now "
-                f"{config.learning_rate:g}; try {config.learning_rate / 10:g}), or unscaled "
-                f"inputs (--input-scale {config.input_scale}; try unit)."
+                f"{config.learning_rate:g}; try {config.learning_rate / 10:g})"
+                + (f", or unscaled inputs (--input-scale {config.input_scale}; try unit)."
+                   if config.input_scale != "unit" else ".")
+                + (diag.nonfinite_note() if diag else "")
             )
         row = {
             "epoch": e + 1,
@@ -530,6 +559,16 @@ def run(
         bar.set_postfix(loss=f"{m.train_loss:.4f}", train_acc=f"{m.train_accuracy:.4f}",
                         test_acc=f"{test_accuracy:.4f}")
     bar.close()
+    findings = diag.report(history) if diag else []
+    if diag:
+        log(diag.report_text(findings))
+    written: list[str] = []
+    if plots:
+        from jaxmlp import plots as plotting
+
+        written = plotting.write_run_plots(out, config, state.params, dataset, dev, hyper,
+                                           history, diag.rows if diag else [])
+        log(f"plots: {', '.join(written)} in {out}")
 
     reached = [h for h in history if (h["test_accuracy"] or 0) >= TARGET_ACCURACY]
     to_target = None
@@ -551,6 +590,10 @@ def run(
         "wall_seconds": time.perf_counter() - t_start,
         f"train_seconds_to_{int(TARGET_ACCURACY * 100)}pct": to_target,
     }
+    if diag:
+        summary["diagnosis"] = [dataclasses.asdict(f) for f in findings]
+    if written:
+        summary["plots"] = written
     checkpoint.atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -575,7 +618,10 @@ def format_summary(s: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from jaxmlp import cli
+    from jaxmlp import cli, compilation
+
+    # Python start-up plus importing jax, optax and jaxmlp: everything before this line.
+    import_seconds = compilation.process_age_seconds()
 
     parser = argparse.ArgumentParser(
         prog="python -m jaxmlp.train",
@@ -588,8 +634,38 @@ def main(argv: list[str] | None = None) -> int:
                            help="continue the interrupted run in DIR with its own configuration")
     run_group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                            help="show a progress bar (default: on)")
+    diag_group = parser.add_argument_group("diagnostics (see docs/troubleshooting.md)")
+    diag_group.add_argument("--diagnose", action="store_true",
+                            help="record per-layer gradient norms, update ratios, activation "
+                                 "statistics, dead/saturated units and the first non-finite "
+                                 "value in diagnostics.jsonl, and end with a plain-language report")
+    diag_group.add_argument("--plots", action="store_true",
+                            help="write PNGs to the run folder: learning curves, per-layer "
+                                 "gradient norms, confusion matrix, misclassified test images "
+                                 "(implies --diagnose)")
+    diag_group.add_argument("--overfit", type=int, metavar="N", default=None,
+                            help="instead of training normally, fit the first N training "
+                                 "examples (full batch, constant learning rate) until 100%% "
+                                 "training accuracy; report the steps and seconds it took "
+                                 "(exit 1 if it never gets there)")
+    diag_group.add_argument("--overfit-steps", type=int, metavar="STEPS", default=None,
+                            help="step limit for --overfit (default: 2000)")
     cli.add_dataclass_flags(parser, Config, "configuration")
     args = parser.parse_args(argv)
+
+    if args.overfit is not None:
+        if args.resume:
+            cli.fail("--overfit starts from fresh parameters; drop --resume")
+        from jaxmlp import diagnostics
+
+        try:
+            config = cli.dataclass_from_args(Config, args)
+            result = diagnostics.run_overfit(config, args.overfit, args.out,
+                                             max_steps=args.overfit_steps, progress=args.progress)
+        except (ConfigError, data.DataError) as e:
+            cli.fail(str(e))
+        print(result.describe())
+        return 0 if result.reached else 1
 
     if args.resume:
         given = cli.flags_given(parser, argv) & {f.name for f in dataclasses.fields(Config)}
@@ -599,10 +675,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"drop {flags}")
         if args.out:
             cli.fail("--resume DIR writes into DIR; drop --out")
+    # Before anything compiles: a second identical run loads its programs from the disk cache.
+    cache_folder = compilation.enable_compilation_cache()
     try:
         config = cli.dataclass_from_args(Config, args)
         summary = run(config, args.resume or args.out, resume=bool(args.resume),
-                      progress=args.progress)
+                      progress=args.progress, diagnose=args.diagnose, plots=args.plots)
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
         cli.fail(str(e))
     except Diverged as e:
@@ -611,6 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail("interrupted; finished epochs are checkpointed: continue with --resume DIR",
                  code=130)
     print(format_summary(summary))
+    print(compilation.startup_line(import_seconds, summary["data_seconds"],
+                                   summary["compile_seconds"], cache_folder))
     return 0
 
 

@@ -1,0 +1,254 @@
+"""Pictures of a run (`python -m jaxmlp.train --plots`, or `python -m jaxmlp.plots RUN_DIR`).
+
+- learning_curves.png: training and test loss and accuracy per epoch;
+- gradient_norms.png: each layer's gradient norm at every step (from diagnostics.jsonl), on a
+  log scale, so vanishing (layer 1 orders of magnitude below the last) or exploding gradients
+  and spikes before a divergence show at a glance;
+- confusion_matrix.png: test examples by true and predicted class;
+- misclassified.png: test images the network got wrong, with true and predicted labels.
+
+matplotlib's Agg backend renders straight to files: no display needed (CI, ssh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LEARNING_CURVES = "learning_curves.png"
+GRADIENT_NORMS = "gradient_norms.png"
+CONFUSION = "confusion_matrix.png"
+MISCLASSIFIED = "misclassified.png"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: never try to open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Loss (log scale) and accuracy per epoch, training and test."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+
+    def series(key: str) -> list[float]:
+        return [np.nan if h.get(key) is None else h[key] for h in history]
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, series("train_loss"), "o-", label="train (mean over the epoch)")
+    ax_loss.plot(epochs, series("test_loss"), "s-", label="test (end of epoch)")
+    ax_loss.set(xlabel="epoch", ylabel="mean per-example loss", yscale="log", title="loss")
+    ax_acc.plot(epochs, 100 * np.asarray(series("train_accuracy")), "o-", label="train")
+    ax_acc.plot(epochs, 100 * np.asarray(series("test_accuracy")), "s-", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Per-layer gradient norm over the training steps (those measured), log scale; epochs
+    marked, and the first non-finite value if there was one."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    n_layers = len(rows[0]["layers"]) if rows else 0
+    xs, ys, offset = [], [], 0
+    for r in rows:
+        if r["step_grad_norm"]:
+            # Norms are measured on steps 1, 1 + k, 1 + 2k, ... of each epoch (k = norm_every).
+            y = np.asarray(r["step_grad_norm"], dtype=float)  # null (non-finite) -> nan
+            xs.append(offset + 1 + r["norm_every"] * np.arange(len(y)))
+            ys.append(y)
+        offset += r["steps"]
+    if ys:
+        x, norms = np.concatenate(xs), np.concatenate(ys)
+        for i in range(n_layers):
+            shape = rows[0]["layers"][i]["shape"]
+            ax.plot(x, norms[:, i], lw=0.8, label=f"layer {i + 1} ({shape[0]}x{shape[1]})")
+        boundary = 0
+        for r in rows:
+            if r["steps"]:
+                boundary += r["steps"]
+                ax.axvline(boundary, color="grey", lw=0.5, ls=":")
+        bad = [(r["epoch"], r["first_nonfinite"]) for r in rows if r.get("first_nonfinite")]
+        if bad:
+            epoch, first = bad[0]
+            at = sum(r["steps"] for r in rows if 0 < r["epoch"] < epoch) + first["step"]
+            ax.axvline(at, color="red", lw=1.0)
+            ax.set_xlim(0, at * 1.5 + 5)  # nothing to see after it: zoom on the run-up
+            what = first["quantity"] + (f" of layer {first['layer']}" if first["layer"] else "")
+            ax.annotate(f" first non-finite value: {what}, step {at}", (at, 0.95),
+                        xycoords=("data", "axes fraction"), color="red", ha="right", va="top",
+                        backgroundcolor="white")
+        every = next((r["norm_every"] for r in rows if r.get("norm_every")), 1)
+        ax.set(xlabel=f"training step (norms measured every {every} steps; dotted lines: ends "
+                      f"of epochs)")
+    else:
+        epochs = [r["epoch"] for r in rows]
+        for i in range(n_layers):
+            ax.plot(epochs, [r["layers"][i]["grad_norm"] or np.nan for r in rows], "o-",
+                    label=f"layer {i + 1}")
+        ax.set(xlabel="epoch")
+    ax.set(yscale="log", ylabel="|dL/d(W, b)| of the layer",
+           title="gradient norm per layer (vanishing: layer 1 far below the last)")
+    ax.grid(alpha=0.3, which="both")
+    if n_layers:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[t, p] = number of examples of true class t predicted as p."""
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (np.asarray(y_true), np.clip(np.asarray(y_pred), 0, num_classes - 1)), 1)
+    return counts
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path: str | os.PathLike,
+                     num_classes: int = 10) -> None:
+    """Counts per (true, predicted) class; colour by the share of the true class's examples."""
+    plt = _pyplot()
+    counts = confusion_counts(y_true, y_pred, num_classes)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for t in range(num_classes):
+        for p in range(num_classes):
+            if counts[t, p]:
+                ax.text(p, t, str(counts[t, p]), ha="center", va="center", fontsize=7,
+                        color="white" if share[t, p] > 0.5 else "black")
+    ax.set(xticks=range(num_classes), yticks=range(num_classes), xlabel="predicted class",
+           ylabel="true class",
+           title=f"test confusion matrix (accuracy {np.trace(counts) / counts.sum():.2%})")
+    fig.colorbar(im, ax=ax, label="share of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
+                  path: str | os.PathLike, max_images: int = 36) -> int:
+    """A grid of the first misclassified test images, titled "true t / pred p". Returns how
+    many images are wrong in total."""
+    plt = _pyplot()
+    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
+    shown = wrong[:max_images]
+    cols = 6
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.5, rows * 1.7 + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), shown, strict=False):
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"true {y_true[i]} / pred {y_pred[i]}", fontsize=8, color="firebrick")
+    fig.suptitle(f"misclassified test images: first {len(shown)} of {len(wrong)} "
+                 f"(test index order)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return len(wrong)
+
+
+def predict_test(config: Any, params: Any, dev: Any, hyper: Any, chunk: int = 2000
+                 ) -> np.ndarray:
+    """Predicted class of every test example (chunked so memory stays bounded)."""
+    import jax
+
+    from jaxmlp.losses import predict_labels
+    from jaxmlp.model import mlp_apply
+    from jaxmlp.train import scale_inputs
+
+    @jax.jit
+    def predict(params: Any, x: jax.Array) -> jax.Array:
+        return predict_labels(mlp_apply(params, scale_inputs(x, hyper), config.activation),
+                              config)
+
+    n = dev.x_test.shape[0]
+    return np.concatenate([np.asarray(predict(params, dev.x_test[i:i + chunk]))
+                           for i in range(0, n, chunk)])
+
+
+def write_run_plots(out: str | os.PathLike, config: Any, params: Any, dataset: Any, dev: Any,
+                    hyper: Any, history: Sequence[dict[str, Any]],
+                    rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Write every plot of a run into `out`; returns the file names written."""
+    out = Path(out)
+    written = []
+    if history:
+        learning_curves(history, out / LEARNING_CURVES)
+        written.append(LEARNING_CURVES)
+    if rows:
+        gradient_norms(rows, out / GRADIENT_NORMS)
+        written.append(GRADIENT_NORMS)
+    y_pred = predict_test(config, params, dev, hyper)
+    y_true = np.asarray(dataset.y_test)
+    confusion_matrix(y_true, y_pred, out / CONFUSION, dataset.num_classes)
+    misclassified(np.asarray(dataset.x_test), y_true, y_pred, out / MISCLASSIFIED)
+    written += [CONFUSION, MISCLASSIFIED]
+    return written
+
+
+def plot_run_folder(run_dir: str | os.PathLike) -> list[str]:
+    """Re-draw the plots of a finished (or interrupted) run from what its folder holds."""
+    import jax
+
+    from jaxmlp import checkpoint, diagnostics, train
+    from jaxmlp.config import Config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / train.CONFIG_JSON).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a jaxmlp run folder (no {train.CONFIG_JSON})")
+    recorded = json.loads((run_dir / train.CONFIG_JSON).read_text())
+    config = dataclasses.replace(Config.from_dict(recorded["config"]),
+                                 dataset=recorded["dataset"]["used"])
+    dataset, _ = train.load_data(config, progress=False)
+    dev = train.device_data(dataset, config)
+    hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
+    num_steps = train.steps_per_epoch(config, dev.x_train.shape[0])
+    tx = train.make_optimizer(config, num_steps)
+    sizes = train.model_sizes(config, dev.x_train.shape[1], dataset.num_classes)
+    template = train.init_state(jax.random.key(0), config, hyper, tx, sizes)
+    state, _ = checkpoint.load(run_dir / train.CHECKPOINT, template)
+    lines = (run_dir / train.METRICS).read_text().splitlines()
+    history = [h for h in (json.loads(s) for s in lines if s.strip())
+               if h.get("train_loss") is not None]
+    return write_run_plots(run_dir, config, state.params, dataset, dev, hyper, history,
+                           diagnostics.read_rows(run_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jaxmlp import checkpoint, cli, data
+    from jaxmlp.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m jaxmlp.plots",
+                                     description="Draw the plots of a jaxmlp run folder.")
+    parser.add_argument("run_dir", help="a folder written by python -m jaxmlp.train")
+    args = parser.parse_args(argv)
+    try:
+        written = plot_run_folder(args.run_dir)
+    except (ConfigError, data.DataError, checkpoint.CheckpointError, FileNotFoundError) as e:
+        cli.fail(str(e))
+    print(f"wrote {', '.join(written)} in {args.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

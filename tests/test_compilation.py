@@ -1,0 +1,69 @@
+"""The persistent compilation cache: where it lives, opting out, and that it really hits.
+
+Each check runs in a fresh interpreter with its own XDG_CACHE_HOME under tmp_path: JAX decides
+once per process whether the cache is in use, and the user's real cache must never be touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import json, time
+from jaxmlp import compilation
+folder = compilation.enable_compilation_cache()
+import jax, jax.numpy as jnp
+t0 = time.perf_counter()
+f = jax.jit(lambda x: jnp.tanh(x @ x.T).sum()).lower(jnp.ones((64, 64))).compile()
+seconds = time.perf_counter() - t0
+print(json.dumps({"folder": str(folder) if folder else None, "seconds": seconds,
+                  **compilation.cache_stats()}))
+"""
+
+
+def _probe(tmp_path: Path, **env: str) -> dict:
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("JAXMLP_NO_COMPILE_CACHE", "JAXMLP_COMPILE_CACHE_DIR")}
+    full_env.update({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONPATH": str(REPO),
+                     "JAX_PLATFORMS": "cpu", **env})
+    out = subprocess.run([sys.executable, "-c", PROBE], env=full_env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_second_process_loads_from_the_cache(tmp_path: Path) -> None:
+    first = _probe(tmp_path)
+    assert first["folder"] == str(tmp_path / "xdg" / "jaxmlp" / "xla")
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert any(Path(first["folder"]).iterdir())
+    second = _probe(tmp_path)
+    # Every program the first process compiled is loaded, none recompiled: on this CPU the
+    # entries are accepted on reload.
+    assert second["hits"] >= 1 and second["misses"] == 0
+    assert second["hits"] == second["requests"]
+
+
+def test_opt_out(tmp_path: Path) -> None:
+    result = _probe(tmp_path, JAXMLP_NO_COMPILE_CACHE="1")
+    assert result["folder"] is None and result["requests"] == 0
+    assert not (tmp_path / "xdg" / "jaxmlp" / "xla").exists()
+
+
+def test_explicit_folder(tmp_path: Path) -> None:
+    result = _probe(tmp_path, JAXMLP_COMPILE_CACHE_DIR=str(tmp_path / "elsewhere"))
+    assert result["folder"] == str(tmp_path / "elsewhere")
+    assert any((tmp_path / "elsewhere").iterdir())
+    assert not (tmp_path / "xdg" / "jaxmlp" / "xla").exists()
+
+
+def test_process_age_is_plausible() -> None:
+    from jaxmlp import compilation
+
+    age = compilation.process_age_seconds()
+    assert age is None or 0.0 <= age < 24 * 3600
