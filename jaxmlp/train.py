@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="continue the interrupted run in DIR with its own configuration")
     run_group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                            help="show a progress bar (default: on)")
-    diag_group = parser.add_argument_group("diagnostics (see docs/troubleshooting.md)")
+    diag_group = parser.add_argument_group("diagnostics (see the README: When training goes wrong)")
     diag_group.add_argument("--diagnose", action="store_true",
                             help="record per-layer gradient norms, update ratios, activation "
                                  "statistics, dead/saturated units and the first non-finite "
