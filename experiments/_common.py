@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkout
     sys.path.insert(0, str(REPO))
 
-from jaxmlp import stats, sweep  # noqa: E402
+from jaxmlp import compilation, stats, sweep  # noqa: E402
 from jaxmlp.checkpoint import atomic_write_text  # noqa: E402
 from jaxmlp.config import Config  # noqa: E402
 
@@ -60,6 +60,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
                         help="train at most K runs at a time")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     a = parser.parse_args(argv)
+    compilation.enable_compilation_cache()  # a second run of an experiment skips compiling
     _TRAINED["runs"] = 0
     mode = "smoke" if a.smoke else "quick" if a.quick else "default"
     suffix = "" if mode == "default" else f"-{mode}"

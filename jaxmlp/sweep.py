@@ -1430,7 +1430,7 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from jaxmlp import cli
+    from jaxmlp import cli, compilation
 
     parser = argparse.ArgumentParser(
         prog="python -m jaxmlp.sweep",
@@ -1469,6 +1469,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="write the PNG plots")
     cli.add_dataclass_flags(parser, Config, "base configuration")
     args = parser.parse_args(argv)
+    # Re-running a sweep (or one with the same structures) then loads its programs from disk.
+    compilation.enable_compilation_cache()
 
     try:
         given = cli.flags_given(parser, argv)
