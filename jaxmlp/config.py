@@ -125,7 +125,7 @@ class Config:
     )
     warmup_epochs: float = _f(0.5, "warmup length for --schedule warmup_cosine, in epochs")
     batch_size: int = _f(128, "examples per minibatch (the last partial batch is dropped)")
-    epochs: int = _f(8, "passes over the training set")
+    epochs: int = _f(4, "passes over the training set")
     seed: int = _f(0, "seed of the PRNG key for initialisation and shuffling")
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ import optax
 
 from jaxmlp.config import Config
 from jaxmlp.losses import Batch, per_example_loss, predict_labels, predictions, reduce_examples
-from jaxmlp.model import ACTIVATIONS, Params, mlp_activations
+from jaxmlp.model import ACTIVATIONS, Params
 
 # --- thresholds: every judgement in the report is one of these numbers ---------------------------
 
@@ -289,7 +289,11 @@ def make_diagnostic_step(
     """
     def objective(params: Params, batch: Batch
                   ) -> tuple[jax.Array, tuple[jax.Array, list[jax.Array]]]:
-        acts = mlp_activations(params, batch.x, config.activation)
+        # The training step's own forward pass (and custom gradient), so the update is bitwise
+        # the one `train.make_step` makes.
+        from jaxmlp.train import training_activations
+
+        acts = training_activations(params, batch.x, config.activation)
         per_example = per_example_loss(acts[-1], batch.y, config)
         return reduce_examples(per_example, config.example_reduction), (per_example, acts)
 

@@ -67,3 +67,39 @@ def test_process_age_is_plausible() -> None:
 
     age = compilation.process_age_seconds()
     assert age is None or 0.0 <= age < 24 * 3600
+
+
+TUNE = """
+import json, os
+from jaxmlp import compilation
+added = compilation.tune_xla_cpu()
+import jax.numpy as jnp
+jnp.ones(3).block_until_ready()  # XLA is initialised from here on: a late call adds nothing
+print(json.dumps({"added": added, "flags": os.environ.get("XLA_FLAGS", ""),
+                  "late": compilation.tune_xla_cpu()}))
+"""
+
+
+def _tune(**env: str) -> dict:
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("XLA_FLAGS", "JAXMLP_NO_XLA_FLAGS")}
+    full_env.update({"PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **env})
+    out = subprocess.run([sys.executable, "-c", TUNE], env=full_env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_xla_cpu_flags_added_before_xla_starts() -> None:
+    from jaxmlp import compilation
+
+    result = _tune()
+    assert result["added"] == list(compilation.XLA_CPU_FLAGS)
+    assert result["flags"].split() == list(compilation.XLA_CPU_FLAGS)
+    assert result["late"] == []
+
+
+def test_xla_cpu_flags_respect_the_user() -> None:
+    assert _tune(JAXMLP_NO_XLA_FLAGS="1") == {"added": [], "flags": "", "late": []}
+    mine = "--xla_cpu_copy_insertion_use_region_analysis=false"
+    result = _tune(XLA_FLAGS=mine)
+    assert result["added"] == [] and result["flags"] == mine

@@ -1,0 +1,150 @@
+"""Helpers shared by the benchmarks: machine description, load, medians, the matmul ceiling.
+
+Benchmarks on a 2-core machine are at the mercy of whatever else runs on it. Each timed
+repetition therefore records how busy the other processes kept the CPUs just before it
+(`other_load`, in cores, from /proc/stat), waits a little for a quiet moment, and the tables
+quote medians of interleaved repetitions, so a burst of load hits every contender alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all CPUs since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def other_load(interval: float = 0.25) -> float | None:
+    """How many cores other processes kept busy over the next `interval` seconds (we sleep
+    meanwhile, so it is their load, not ours). None where /proc/stat is missing."""
+    try:
+        b0, t0 = _cpu_ticks()
+        time.sleep(interval)
+        b1, t1 = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (b1 - b0) / max(t1 - t0, 1)
+
+
+def wait_quiet(threshold: float = 0.3, max_wait: float = 20.0) -> float | None:
+    """Wait (at most `max_wait` s) until other processes use under `threshold` cores; returns
+    the last load seen, so the caller can record how quiet the machine really was."""
+    deadline = time.perf_counter() + max_wait
+    load = other_load()
+    while load is not None and load > threshold and time.perf_counter() < deadline:
+        load = other_load()
+    return load
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    """GFLOP/s of a jitted float32 n x n x n matrix product: the ceiling the epoch is held to.
+
+    Median of `reps`; a square product this size is the best case for XLA's CPU matmul, so it
+    is a fair "all the arithmetic this machine can do" figure for this process.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t, _ = timed(lambda: mm(a, b).block_until_ready())
+        times.append(t)
+    return 2 * n**3 / median(times) / 1e9
+
+
+def mlp_train_flops(sizes: Sequence[int], batch: int) -> int:
+    """Matrix-product FLOPs of one SGD step of an MLP (biases and elementwise work excluded).
+
+    Forward: 2*B*in*out per layer. Backward: the weight gradient h^T @ dz, the same again per
+    layer, and the input gradient dz @ W^T for every layer but the first (nobody needs the
+    gradient with respect to the pixels).
+    """
+    pairs = list(itertools.pairwise(sizes))
+    forward = sum(2 * batch * i * o for i, o in pairs)
+    input_grads = sum(2 * batch * i * o for i, o in pairs[1:])
+    return 2 * forward + input_grads
+
+
+def machine() -> dict[str, Any]:
+    import jax
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "platform": jax.default_backend(),
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    import numpy as np
+
+    info["numpy"] = np.__version__
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def describe(info: dict[str, Any]) -> str:
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['platform']}; python {info['python']}, "
+        f"jax {info['jax']}, numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
+        f"1-min load average at start {info['loadavg_1min']}"
+    )
+
+
+def load_mnist(data_dir: str | None) -> Any:
+    """MNIST through jaxmlp's own loader (the shared copy beside the repo when it exists)."""
+    from jaxmlp import data
+
+    if data_dir is None and SHARED_MNIST.exists():
+        data_dir = str(SHARED_MNIST)
+    return data.load_dataset("mnist", data_dir=data_dir, progress=False)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+    sys.stdout.flush()
