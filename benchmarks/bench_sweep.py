@@ -17,7 +17,10 @@ Two ways of running K runs in one program are compared:
 - `vmap`: `jaxmlp.sweep`'s program, i.e. `jax.vmap(make_train(config))` over all K runs at once
   (or that vmap directly when jaxmlp.sweep is missing);
 - `map/B`: `jax.lax.map(..., batch_size=B)`: the runs go B at a time (vmapped) through a loop
-  inside the same program, B chosen by `runs_per_batch` from the size of a run's working set.
+  inside the same program, B chosen by `runs_per_batch` from the size of a run's working set;
+- `split/N`: N independent vmaps of K/N runs each in one program, which XLA's executor runs
+  concurrently (one per core), so the single-threaded parts of a step (the shuffle's sorts, the
+  batch gather, elementwise updates) of one half overlap with the other half's work.
 
 Why a plain vmap of K reference runs costs more per run than one run (measured with
 jax.profiler on this 2-core CPU; see README.md): every run carries ~8 MB of parameters, momentum
@@ -152,6 +155,20 @@ def measure(network: str, k: int, mode: str, reps: int, subset: int | None,
             fn = jax.jit(jax.vmap(one_run, in_axes=(0, None, 0)))
             fn = fn.lower(keys, dev, hypers).compile()
             args = (keys, dev, hypers)
+    elif mode.startswith("split/"):  # N independent vmaps of K/N runs: one per core
+        engine = "split"
+        groups = int(mode.split("/")[1])
+        batch = k // groups
+
+        def split_runs(keys: jax.Array, dev: train.DeviceData, hypers: train.Hyper) -> jax.Array:
+            vm = jax.vmap(one_run, in_axes=(0, None, 0))
+            return jnp.concatenate([
+                vm(keys[g * batch:(g + 1) * batch], dev,
+                   jax.tree.map(lambda a, g=g: a[g * batch:(g + 1) * batch], hypers))
+                for g in range(groups)])
+
+        fn = jax.jit(split_runs).lower(keys, dev, hypers).compile()
+        args = (keys, dev, hypers)
     else:  # "map": lax.map over batches of `runs_per_batch` vmapped runs
         engine = "lax.map"
         batch = runs_per_batch(sizes, config.optimizer, config.batch_size, k)
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ks", nargs="*", type=int, default=list(KS))
     parser.add_argument("--modes", nargs="*", default=["vmap", "map"],
                         help="ways to run K > 1 runs: vmap, map (batch from runs_per_batch), "
-                             "map/B (batch B)")
+                             "map/B (batch B), split/N (N concurrent vmaps)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the results to this file")
