@@ -29,7 +29,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or does not fit the configuration."""
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -45,7 +45,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def _named_leaves(tree: Any) -> dict[str, np.ndarray]:
@@ -58,7 +58,7 @@ def save(path: str | os.PathLike, tree: Any, meta: dict[str, Any] | None = None)
     path = Path(path)
     arrays = _named_leaves(jax.device_get(tree))
     arrays[_META] = np.frombuffer(json.dumps(meta or {}).encode(), dtype=np.uint8)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict[str, Any]]:

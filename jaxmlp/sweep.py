@@ -39,7 +39,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import typing
 import zipfile
@@ -741,16 +740,7 @@ class SweepResult:
 
 
 def _atomic_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    checkpoint.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _flatten_result(out: Mapping[str, Any]) -> dict[str, np.ndarray]:
