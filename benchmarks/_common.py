@@ -62,6 +62,46 @@ def wait_quiet(threshold: float = 0.3, max_wait: float = 20.0) -> float | None:
     return load
 
 
+class LoadMeter:
+    """Other processes' CPU use while a block runs, in cores: all busy CPU time on the machine
+    (from /proc/stat) minus this process's own (os.times), over the block's wall time.
+
+    Sampling before a timed block misses a job that starts during it; this catches it. Our
+    own worker threads are counted as ours, so it is the competition only.
+    """
+
+    def __enter__(self) -> LoadMeter:
+        self._t = time.perf_counter()
+        self._own = sum(os.times()[:4])
+        try:
+            self._busy = _cpu_ticks()[0]
+        except (OSError, ValueError, IndexError):
+            self._busy = None
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._t
+        own = sum(os.times()[:4]) - self._own
+        if self._busy is None or wall <= 0:
+            return
+        try:
+            busy = (_cpu_ticks()[0] - self._busy) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return
+        self.cores = max(0.0, (busy - own) / wall)
+
+
+def quiet_subset(times: Sequence[float], loads: Sequence[float | None],
+                 threshold: float = 0.3, minimum: int = 3) -> tuple[list[float], bool]:
+    """The times measured while others used under `threshold` cores, if there are at least
+    `minimum` of them (else all of them); and whether the filter was applied."""
+    quiet = [t for t, ld in zip(times, loads, strict=True) if ld is not None and ld < threshold]
+    if len(quiet) >= minimum:
+        return quiet, True
+    return list(times), False
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 

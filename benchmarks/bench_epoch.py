@@ -9,8 +9,10 @@ momentum 0.9 at learning rate 0.1, batch 128, float32, one epoch = 468 full batc
 Fair by construction: all three start from the same He-normal weights (drawn once with NumPy),
 train on exactly the same batches (`jaxmlp.train.epoch_order`, the shuffle jaxmlp itself uses)
 and are timed over the same epochs, interleaved (jaxmlp, torch, numpy, jaxmlp, ...) so a burst
-of load from elsewhere hits all of them alike. Each epoch is timed from the first step to the
-last parameter update being complete; evaluation is outside the clock. The first epoch of each
+of load from elsewhere hits all of them alike; each epoch also records how many cores other
+processes used while it ran (`_common.LoadMeter`), and medians leave out disturbed epochs.
+Each epoch is timed from the first step to the last parameter update being complete;
+evaluation is outside the clock. The first epoch of each
 is a warm-up (JAX compiles ahead of time; PyTorch and NumPy allocate and warm their caches) and
 is left out of the medians.
 
@@ -272,16 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     for e in range(epochs + 1):  # epoch 0 is the warm-up
         # Rotate who goes first, so none is always timed right after another's warm caches.
         for c in contenders[e % len(contenders):] + contenders[: e % len(contenders)]:
-            load = common.wait_quiet(quiet, args.max_wait) if e > 0 else None
-            seconds, _ = common.timed(lambda c=c, e=e: c.run_epoch(e))
+            if e > 0:
+                common.wait_quiet(quiet, args.max_wait)
+            with common.LoadMeter() as meter:
+                seconds, _ = common.timed(lambda c=c, e=e: c.run_epoch(e))
             if e > 0:
                 c.seconds.append(seconds)
-                c.loads.append(load)
+                c.loads.append(meter.cores)
     gflops = max(gflops_before, common.matmul_gflops())
 
     flops = common.mlp_train_flops(SIZES, BATCH) * steps
     jx = contenders[0]
-    jx_median = common.median(jx.seconds)
+    # Medians over the epochs during which other processes used under 0.3 cores (when at least
+    # 3 were that quiet; else over all of them, flagged).
+    kept = {c.name: common.quiet_subset(c.seconds, c.loads) for c in contenders}
+    medians = {name: common.median(times) for name, (times, _) in kept.items()}
+    jx_median = medians[jx.name]
     results: dict[str, Any] = {
         "machine": info, "command": " ".join(["python -m benchmarks.bench_epoch", *sys.argv[1:]]),
         "workload": {"sizes": SIZES, "batch": BATCH, "steps": steps, "examples": n,
@@ -289,32 +297,36 @@ def main(argv: list[str] | None = None) -> int:
         "matmul_gflops": gflops, "contenders": {}, "skipped": skipped,
     }
     common.log(f"\nworkload: {'-'.join(map(str, SIZES))}, batch {BATCH}, {steps} steps/epoch, "
-               f"{flops / 1e9:.1f} GFLOP/epoch of matrix products; median of {epochs} epochs "
-               f"after a warm-up")
+               f"{flops / 1e9:.1f} GFLOP/epoch of matrix products; {epochs} timed epochs each "
+               f"after a warm-up, median over those with other processes' load < 0.3 cores")
     common.log(f"matmul ceiling: {gflops:.0f} GFLOP/s (jitted 2048^3 float32, this process) -> "
                f"arithmetic floor {flops / gflops / 1e9:.3f} s/epoch")
     header = (f"{'':24s} {'s/epoch':>8s} {'min':>7s} {'vs jaxmlp':>9s} {'GFLOP/s':>8s} "
-              f"{'ceiling':>8s} {'test acc':>8s}  {'other load (cores)'}")
+              f"{'ceiling':>8s} {'test acc':>8s}  {'kept'}  other load during each epoch "
+              f"(cores)")
     common.log(header)
     accuracies = {}
     for c in contenders:
-        med = common.median(c.seconds)
+        med = medians[c.name]
+        times, filtered = kept[c.name]
         acc = c.test_accuracy()
         accuracies[c.name] = acc
         loads = [f"{v:.1f}" if v is not None else "?" for v in c.loads]
-        common.log(f"{c.name:24s} {med:8.3f} {min(c.seconds):7.3f} {med / jx_median:8.2f}x "
+        used = f"{len(times)}/{len(c.seconds)}" + ("" if filtered else " LOADED")
+        common.log(f"{c.name:24s} {med:8.3f} {min(c.seconds):7.3f} {med / jx_median:8.3f}x "
                    f"{flops / med / 1e9:8.0f} {flops / med / 1e9 / gflops:8.0%} {acc:8.2%}  "
-                   f"{' '.join(loads)}")
+                   f"{used:>4s}  {' '.join(loads)}")
         results["contenders"][c.name] = {
             "median_seconds": med, "seconds": c.seconds, "other_load": c.loads,
+            "quiet_epochs": len(times) if filtered else None,
             "test_accuracy": acc, "ceiling_fraction": flops / med / gflops / 1e9,
         }
     for note in skipped:
         common.log(f"  {note}")
     common.log(f"jaxmlp compile: {jx.setup_seconds:.2f} s (not in the epoch times)")
     for c in contenders[1:]:
-        ratio = jx_median / common.median(c.seconds)
-        common.log(f"jaxmlp / {c.name.split()[0]}: {ratio:.2f}x the time per epoch")
+        ratio = jx_median / medians[c.name]
+        common.log(f"jaxmlp / {c.name.split()[0]}: {ratio:.3f}x the time per epoch")
         results["contenders"][c.name]["jaxmlp_ratio"] = ratio
     spread = max(accuracies.values()) - min(accuracies.values())
     same = spread <= 0.01

@@ -187,15 +187,19 @@ def measure(network: str, k: int, mode: str, reps: int, subset: int | None,
 
     times, loads = [], []
     for _ in range(reps):
-        loads.append(common.wait_quiet(0.3 if subset is None else 10.0, 20.0))
-        seconds, out = common.timed(lambda: jax.block_until_ready(fn(*args)))
+        common.wait_quiet(0.3 if subset is None else 10.0, 20.0)
+        with common.LoadMeter() as meter:
+            seconds, out = common.timed(lambda: jax.block_until_ready(fn(*args)))
         times.append(seconds)
+        loads.append(meter.cores)
+    quiet, filtered = common.quiet_subset(times, loads, minimum=1)
     accuracy = np.asarray(jax.device_get(out if not isinstance(out, dict) else
                                          out["test_accuracy"][..., -1])).reshape(-1)
     return {
         "network": network, "k": k, "mode": mode, "engine": engine, "batch": batch,
         "compile_seconds": compile_seconds, "seconds": times, "other_load": loads,
-        "median_seconds": common.median(times), "min_seconds": min(times),
+        "median_seconds": common.median(quiet), "min_seconds": min(times),
+        "quiet_reps": len(quiet) if filtered else None,
         "peak_rss_mib": _rss_mib(), "rss_after_data_mib": rss_data,
         "mean_test_accuracy": float(np.mean(accuracy)),
     }
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{' '.join(xla_flags)})")
     rows = []
     header = (f"{'network':10s} {'K':>3s} {'how':12s} {'s/run':>7s} {'vs 1 run':>8s} "
-              f"{'compile s':>9s} {'peak MiB':>8s} {'test acc':>8s}  other load")
+              f"{'compile s':>9s} {'peak MiB':>8s} {'test acc':>8s}  other load during")
     common.log(header)
     for network in networks:
         single = None
@@ -268,14 +272,18 @@ def main(argv: list[str] | None = None) -> int:
                 r["ratio_to_single"] = per_run / single if single else None
                 how = mode if mode != "map" else f"map/{r['batch']}"
                 loads = " ".join(f"{v:.1f}" if v is not None else "?" for v in r["other_load"])
+                if r["quiet_reps"] is None:
+                    loads += " LOADED"
                 common.log(f"{network:10s} {k:3d} {how:12s} {per_run:7.3f} "
                            f"{r['ratio_to_single']:7.2f}x {r['compile_seconds']:9.2f} "
                            f"{r['peak_rss_mib']:8.0f} {r['mean_test_accuracy']:8.2%}  {loads}")
                 rows.append(r)
-    common.log("s/run: median of the repetitions divided by K; vs 1 run: against K = 1 of the "
-               "same network; peak MiB: the measuring process's peak resident memory (data set "
-               "included: "
-               f"{rows[0]['rss_after_data_mib']:.0f} MiB after loading it)")
+    common.log("s/run: median of the repetitions during which other processes used < 0.3 cores "
+               "(all of them, flagged LOADED, if none was that quiet) divided by K; vs 1 run: "
+               "against K = 1 of the same network; other load: cores used by other processes "
+               "during each repetition; peak MiB: the measuring process's peak resident "
+               f"memory (data set included: {rows[0]['rss_after_data_mib']:.0f} MiB after "
+               "loading it)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "rows": rows}, f, indent=2)
