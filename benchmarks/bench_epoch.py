@@ -326,8 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     common.log(f"jaxmlp compile: {jx.setup_seconds:.2f} s (not in the epoch times)")
     for c in contenders[1:]:
         ratio = jx_median / medians[c.name]
-        common.log(f"jaxmlp / {c.name.split()[0]}: {ratio:.3f}x the time per epoch")
+        # Paired: jaxmlp's epoch over the other's epoch of the same round (they ran back to
+        # back), median over the rounds where both were undisturbed. Steadier than the ratio of
+        # medians when the machine's speed drifts during the run.
+        pairs = [a / b for a, b, la, lb in zip(jx.seconds, c.seconds, jx.loads, c.loads,
+                                               strict=True)
+                 if (la is None or la < 0.3) and (lb is None or lb < 0.3)]
+        paired = common.median(pairs) if pairs else float("nan")
+        common.log(f"jaxmlp / {c.name.split()[0]}: {ratio:.3f}x the time per epoch (ratio of "
+                   f"medians); paired by round: {paired:.3f}x (median of {len(pairs)})")
         results["contenders"][c.name]["jaxmlp_ratio"] = ratio
+        results["contenders"][c.name]["jaxmlp_ratio_paired"] = paired
     spread = max(accuracies.values()) - min(accuracies.values())
     same = spread <= 0.01
     common.log(f"test accuracy after {epochs + 1} epochs: spread {spread:.2%} between "
