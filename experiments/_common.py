@@ -60,7 +60,11 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
                         help="train at most K runs at a time")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     a = parser.parse_args(argv)
-    compilation.enable_compilation_cache()  # a second run of an experiment skips compiling
+    # Before JAX starts (no-ops after): the trainer's XLA:CPU options, one CPU device per core
+    # so runs train side by side, and the compilation cache, so a second run skips compiling.
+    compilation.tune_xla_cpu()
+    compilation.split_cpu_into_devices()
+    compilation.enable_compilation_cache()
     _TRAINED["runs"] = 0
     mode = "smoke" if a.smoke else "quick" if a.quick else "default"
     suffix = "" if mode == "default" else f"-{mode}"

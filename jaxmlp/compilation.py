@@ -115,21 +115,56 @@ def tune_xla_cpu() -> list[str]:
     computation (the first lines of a `main`). Adds nothing when JAXMLP_NO_XLA_FLAGS is set, or
     when JAX has already initialised (the flags would silently not apply).
     """
-    if _truthy(os.environ.get(ENV_NO_FLAGS)):
+    if _truthy(os.environ.get(ENV_NO_FLAGS)) or _backends_initialized():
         return []
-    try:
-        from jax._src import xla_bridge  # no public API says whether backends exist yet
-
-        if xla_bridge.backends_are_initialized():
-            return []
-    except (ImportError, AttributeError):
-        pass
     current = os.environ.get("XLA_FLAGS", "")
     given = {f.split("=", 1)[0] for f in current.split()}
     added = [f for f in XLA_CPU_FLAGS if f.split("=", 1)[0] not in given]
     if added:
         os.environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
     return added
+
+
+def _backends_initialized() -> bool:
+    try:
+        from jax._src import xla_bridge  # no public API says whether backends exist yet
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):
+        return False
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def split_cpu_into_devices(count: int | None = None) -> int | None:
+    """Make JAX's CPU backend `count` devices (default: one per core); returns the count set.
+
+    Programs on different devices run at the same time, each on its own thread, which is how a
+    sweep (`jaxmlp.sweep`) trains runs side by side on a multi-core CPU: most of a small run's
+    step is single-threaded work (small matrix products, the gather, the updates, the shuffle's
+    sorts), so one device leaves the other cores mostly idle. Like `tune_xla_cpu`, call it
+    before any computation; it changes nothing (returns None) once JAX has initialised, when
+    XLA_FLAGS already sets --xla_force_host_platform_device_count, or when jax_num_cpu_devices
+    was set. The CPU devices share the machine's memory; each holds its own copy of the data.
+    Accelerators are unaffected.
+    """
+    if _backends_initialized():
+        return None
+    if "--xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax.config.jax_num_cpu_devices != -1:
+        return None
+    count = cpu_cores() if count is None else count
+    if count < 1:
+        raise ValueError(f"a CPU device count must be at least 1, got {count}")
+    jax.config.update("jax_num_cpu_devices", count)
+    return count
 
 
 def cache_dir_in_use() -> Path | None:

@@ -10,8 +10,14 @@ variants, with statistics, not one run of each. This module makes that cheap:
   program itself and compile separately, once each. 2 structural variants x 4 learning rates x
   8 seeds is 2 programs, not 64.
 - **Sharded.** The run axis is split over every device with `jax.sharding` (a `Mesh` with one
-  axis, `runs`, and `NamedSharding`), so several GPUs, or several hosts after
-  `jax.distributed.initialize()`, share the runs with no change to the experiment.
+  axis, `runs`, and `jax.shard_map`), so several GPUs, or several hosts after
+  `jax.distributed.initialize()`, share the runs with no change to the experiment. On a CPU the
+  command line makes one JAX device per core (`compilation.split_cpu_into_devices`), so runs
+  train side by side on every core.
+- **Batched to fit.** Each device trains its runs `runs_per_batch` at a time: all of them
+  vmapped on an accelerator; on a CPU as many as fit half the last-level cache, in a loop
+  (`auto_runs_per_batch`). Vmapping every run on a CPU made each run slower than training it
+  alone (benchmarks/README.md).
 - **Chunked.** `max_parallel=K` trains at most K runs at a time; memory grows with K, not with
   the grid.
 - **Resumable.** Each chunk's results are written atomically as it finishes; the same command
@@ -507,13 +513,22 @@ def unit_probes(params: Params, x: jax.Array, activation: str) -> dict[str, jax.
 
 
 def make_program(
-    config: Config, num_classes: int = 10, probes: bool = False, keep_params: bool = False
+    config: Config,
+    num_classes: int = 10,
+    probes: bool = False,
+    keep_params: bool = False,
+    runs_per_batch: int | None = None,
 ) -> Callable[[jax.Array, DeviceData, Hyper], dict[str, jax.Array]]:
-    """`train_runs(key_data, dev, hypers) -> per-run results`: `make_train(config)` vmapped.
+    """`train_runs(key_data, dev, hypers) -> per-run results`: `make_train(config)` over runs.
 
     `key_data` is (R, ...) raw PRNG key data (from `jax.random.key(seed)`, so run r uses exactly
     the key `python -m jaxmlp.train --seed s` does), `hypers` a Hyper of (R,) arrays; the data is
     shared by all runs. Every output has the run axis first; per-epoch metrics are (R, epochs).
+
+    `runs_per_batch` B: the runs go through a loop B at a time, each batch of B vmapped
+    (`jax.lax.map(..., batch_size=B)`); None vmaps all R at once. The results are the same
+    either way (each run's arithmetic is unchanged); only speed and memory differ, see
+    `auto_runs_per_batch`.
     """
     train = make_train(config, num_classes)
 
@@ -536,9 +551,72 @@ def make_program(
         return out
 
     def train_runs(key_data: jax.Array, dev: DeviceData, hypers: Hyper) -> dict[str, jax.Array]:
-        return jax.vmap(one, in_axes=(0, None, 0))(key_data, dev, hypers)
+        def unbatched(kh: tuple[jax.Array, Hyper]) -> dict[str, jax.Array]:
+            return one(kh[0], dev, kh[1])
+
+        if runs_per_batch == 1:
+            # A plain loop, one run at a time. Not lax.map(batch_size=1), nor a vmap of a
+            # single run: both still vmap (over a batch of one), and XLA:CPU then picks its
+            # slower, batched kernels.
+            return jax.lax.map(unbatched, (key_data, hypers))
+        if runs_per_batch is None or runs_per_batch >= key_data.shape[0]:
+            return jax.vmap(one, in_axes=(0, None, 0))(key_data, dev, hypers)
+        return jax.lax.map(unbatched, (key_data, hypers), batch_size=runs_per_batch)
 
     return train_runs
+
+
+# How many runs to vmap together. On a CPU, vmapping K runs turns every product into a batched
+# one and multiplies the memory each step touches by K. Measured on a 2-core EPYC (32 MiB L3,
+# benchmarks/README.md): a reference run (784-512-512-10) touches ~9 MiB a step, so 8 vmapped
+# runs (75 MiB) stream every elementwise update from DRAM and cost 1.20x per run what one run
+# costs, 32 cost 1.36x; one at a time in a loop inside the same program, 0.98x and 1.02x. Small
+# runs (784-64-10, ~1 MiB) fit many at a time. So on CPU: as many runs as fit half the
+# last-level cache (the other half is for the data streaming through). Accelerators want the
+# opposite: one wide program, so every run is vmapped.
+DEFAULT_CACHE_BYTES = 32 * 2**20
+
+
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache (L3, or L2 where there is none) from Linux's sysfs; else 32 MiB."""
+    best = 0
+    base = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for entry in base.glob("index*"):
+            text = (entry / "size").read_text().strip()
+            scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+            best = max(best, int(text.rstrip("KMG")) * scale)
+    except (OSError, ValueError):
+        pass
+    return best or DEFAULT_CACHE_BYTES
+
+
+def run_step_bytes(sizes: Sequence[int], optimizer: str, batch_size: int) -> int:
+    """Bytes one run touches every step: parameters, gradients, optimizer slots (momentum: 1,
+    adam: 2) and the batch's activations with their gradients, all float32."""
+    params = sum(i * o + o for i, o in itertools.pairwise(sizes))
+    slots = {"sgd": 0, "momentum": 1}.get(optimizer, 2)
+    activations = 2 * batch_size * sum(sizes)
+    return 4 * (params * (2 + slots) + activations)
+
+
+def auto_runs_per_batch(
+    config: Config, input_size: int, num_runs: int, platform: str, *, concurrent: int = 1,
+    cache_bytes: int | None = None, num_classes: int = 10,
+) -> int:
+    """How many of a device's `num_runs` runs to vmap together (see `make_program`).
+
+    CPU: as many as fit half the last-level cache, shared by `concurrent` devices training at
+    the same time; at least 1, and a divisor of `num_runs` (lax.map would compile a remainder
+    separately). Other platforms: all of them.
+    """
+    if platform != "cpu":
+        return num_runs
+    sizes = model_sizes(config, input_size, num_classes)
+    budget = (cache_bytes or last_level_cache_bytes()) // 2 // max(1, concurrent)
+    fit = max(1, min(num_runs, budget // run_step_bytes(sizes, config.optimizer,
+                                                          config.batch_size)))
+    return max(b for b in range(1, fit + 1) if num_runs % b == 0)
 
 
 def run_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -573,6 +651,7 @@ class Program(NamedTuple):
     compiled: Any  # jax.stages.Compiled
     seconds: float
     reused: bool
+    runs_per_batch: int  # on each device, runs trained side by side (vmapped) at a time
 
 
 # Compiled programs live for the process: an experiment that runs several sweeps with the same
@@ -590,21 +669,42 @@ def get_program(
     probes: bool = False,
     keep_params: bool = False,
     compile_mode: str = "default",
+    runs_per_batch: int | None = None,
 ) -> Program:
     """The compiled program for `size` runs of `config`'s structure, from the cache if it is
-    there. `dev` only lends its shapes and dtypes."""
+    there. `dev` only lends its shapes and dtypes.
+
+    Each device of `mesh` trains its share of the runs (`jax.shard_map`: no communication
+    between runs), `runs_per_batch` at a time (default: `auto_runs_per_batch`).
+    """
     options = compiler_options(compile_mode, mesh)
+    ndev = mesh.devices.size
+    local = size // ndev
+    if runs_per_batch is None:
+        platform = mesh.devices.flat[0].platform
+        # Devices of one host run concurrently and share its cache.
+        concurrent = ndev // max(1, jax.process_count())
+        runs_per_batch = auto_runs_per_batch(
+            config, dev.x_train.shape[1], local, platform, concurrent=concurrent,
+            num_classes=num_classes)
+    batch = min(max(1, runs_per_batch), local)
     key_shape = jax.random.key_data(jax.random.key(0)).shape
     dev_shapes = tuple((x.shape, str(x.dtype)) for x in dev)
-    cache_key = (structural_key(config), num_classes, probes, keep_params, size, key_shape,
-                 dev_shapes, tuple(d.id for d in mesh.devices.flat),
+    cache_key = (structural_key(config), num_classes, probes, keep_params, size, batch,
+                 key_shape, dev_shapes, tuple(d.id for d in mesh.devices.flat),
                  tuple(sorted((options or {}).items())))
     if cache_key in _PROGRAMS:
-        return Program(_PROGRAMS[cache_key], 0.0, True)
+        return Program(_PROGRAMS[cache_key], 0.0, True, batch)
     runs = NamedSharding(mesh, P("runs"))
     replicated = NamedSharding(mesh, P())
-    fn = jax.jit(make_program(structural_key(config), num_classes, probes, keep_params),
-                 in_shardings=(runs, replicated, runs), out_shardings=runs)
+    per_device = jax.shard_map(
+        make_program(structural_key(config), num_classes, probes, keep_params, batch),
+        mesh=mesh, in_specs=(P("runs"), P(), P("runs")), out_specs=P("runs"),
+        # Runs never communicate, so there is nothing for the replication check to prove, and
+        # it cannot see through train._affine's custom gradient (whose bias gradient it would
+        # call "replicated" while the primal is per device).
+        check_vma=False)
+    fn = jax.jit(per_device, in_shardings=(runs, replicated, runs), out_shardings=runs)
     key_spec = jax.ShapeDtypeStruct((size, *key_shape), jnp.uint32, sharding=runs)
     dev_spec = DeviceData(*(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated)
                             for x in dev))
@@ -614,7 +714,7 @@ def get_program(
     compiled = fn.lower(key_spec, dev_spec, hyper_spec).compile(compiler_options=options)
     seconds = time.perf_counter() - t0
     _PROGRAMS[cache_key] = compiled
-    return Program(compiled, seconds, False)
+    return Program(compiled, seconds, False, batch)
 
 
 def key_data(seeds: Sequence[int]) -> np.ndarray:
@@ -663,6 +763,7 @@ def train_runs(
     probes: bool = False,
     keep_params: bool = False,
     compile_mode: str = "default",
+    runs_per_batch: int | None = None,
 ) -> dict[str, Any]:
     """Train configurations of one structure (each with its own seed, learning rate, input
     scaling, init scale) as one sharded program, all at once. For tests and custom experiments;
@@ -674,7 +775,8 @@ def train_runs(
     mesh = run_mesh(devices)
     size = chunk_size(len(configs), None, mesh.devices.size)
     program = get_program(configs[0], dev, size, mesh, num_classes=num_classes, probes=probes,
-                          keep_params=keep_params, compile_mode=compile_mode)
+                          keep_params=keep_params, compile_mode=compile_mode,
+                          runs_per_batch=runs_per_batch)
     x_train = np.asarray(dev.x_train) if x_train is None else x_train
     hypers = [hyper_from_config(c, x_train) for c in configs]
     return execute(program, [c.seed for c in configs], hypers, place_data(dev, mesh), mesh, size)
@@ -805,8 +907,12 @@ def run_sweep(
     max_chunks: int | None = None,
     plots: bool = True,
     log: Callable[[str], None] = print,
+    runs_per_batch: int | None = None,
 ) -> SweepResult:
     """Train every run of `spec` (skipping chunks already in `out/chunks`) and write the outputs.
+
+    `devices` default to every device (on one host: no more than a chunk has runs);
+    `runs_per_batch` to `auto_runs_per_batch`'s choice.
 
     `max_chunks` stops after training that many chunks in this call, as an interruption would
     (the result then has `complete=False` and no tables are written).
@@ -821,9 +927,17 @@ def run_sweep(
     out = Path(out)
     writer = jax.process_index() == 0
 
+    runs = plan_runs(spec)
+    groups = group_runs(runs)
+    if devices is None and jax.process_count() == 1:
+        # No more devices than a chunk has runs: an idle device would train padding.
+        widest = max(len(ids) for _, ids in groups)
+        devices = jax.devices()[:max(1, min(widest, max_parallel or widest))]
     # Everything that can fail on bad settings happens before any training.
     mesh = run_mesh(devices)
     options = compiler_options(compile_mode, mesh)
+    if runs_per_batch is not None and runs_per_batch < 1:
+        raise SpecError(f"runs_per_batch must be at least 1, got {runs_per_batch}")
     for config in configs:
         dataset, _ = _dataset(config)
         check_against_data(config, len(dataset.y_train))
@@ -835,8 +949,6 @@ def run_sweep(
     if writer:
         chunk_dir.mkdir(parents=True, exist_ok=True)
 
-    runs = plan_runs(spec)
-    groups = group_runs(runs)
     chunks = plan_chunks(groups, max_parallel, mesh.devices.size)
     done = _read_chunks(chunk_dir, spec.fingerprint(), len(runs))
     pending = [c for c in chunks if not all(r in done for r in c.runs)]
@@ -867,7 +979,8 @@ def run_sweep(
         if c.group not in futures:
             futures[c.group] = pool.submit(
                 get_program, groups[c.group][0], group_data[c.group][0], c.size, mesh,
-                num_classes=num_classes[c.group], probes=spec.probes, compile_mode=compile_mode)
+                num_classes=num_classes[c.group], probes=spec.probes, compile_mode=compile_mode,
+                runs_per_batch=runs_per_batch)
 
     trained: list[str] = []
     train_seconds: dict[int, float] = {}
@@ -881,7 +994,8 @@ def run_sweep(
                                 + ("" if futures[c.group].done() else " (compiling)"))
             program = futures[c.group].result()
             compile_info.setdefault(c.group, {"compile_seconds": program.seconds,
-                                              "reused": program.reused})
+                                              "reused": program.reused,
+                                              "runs_per_batch": program.runs_per_batch})
             dev, x_train = group_data[c.group]
             chunk_runs = [runs[i] for i in c.runs]
             hypers = [hyper_from_config(r.config, x_train) for r in chunk_runs]
@@ -959,6 +1073,7 @@ def _end_session(
         else:  # compiled earlier in this process (another sweep): it cost this sweep nothing
             program.setdefault("compile_seconds", 0.0)
         program["reused_from_cache"] = info["reused"]
+        program["runs_per_batch"] = info["runs_per_batch"]
         program["train_seconds"] = round(program.get("train_seconds", 0.0)
                                          + train_seconds.get(g, 0.0), 3)
     record["sessions"].append(session)
@@ -1450,6 +1565,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure dead units and all-zero outputs at init and at the end")
     g.add_argument("--max-parallel", type=int, default=None, metavar="K",
                    help="train at most K runs at a time (memory grows with K)")
+    g.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                   help="on a CPU, split it into N JAX devices that train runs side by side "
+                   "(default: one per core)")
+    g.add_argument("--runs-per-batch", type=int, default=None, metavar="B",
+                   help="on each device, train B runs side by side (vmapped) at a time, in a "
+                   "loop (default: on CPU as many as fit half the last-level cache; elsewhere "
+                   "all)")
     g.add_argument("--compile", choices=COMPILE_MODES, default="default",
                    help="default: XLA's usual optimisation; fast: on CPU, compile 2-3x faster "
                    "but train up to 4x slower (only worth it for tiny sweeps)")
@@ -1459,6 +1581,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="write the PNG plots")
     cli.add_dataclass_flags(parser, Config, "base configuration")
     args = parser.parse_args(argv)
+    # Before JAX starts: the XLA:CPU options `python -m jaxmlp.train` uses, and one CPU device
+    # per core so that runs train side by side (benchmarks/README.md).
+    compilation.tune_xla_cpu()
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        cli.fail(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
+    compilation.split_cpu_into_devices(args.cpu_devices)
     # Re-running a sweep (or one with the same structures) then loads its programs from disk.
     compilation.enable_compilation_cache()
 
@@ -1489,7 +1617,8 @@ def main(argv: list[str] | None = None) -> int:
                 doc[k] = getattr(args, k)
         spec, run_options = spec_from_dict(doc, where=args.spec or "command line")
         result = run_sweep(spec, args.out, max_parallel=run_options.get("max_parallel"),
-                           progress=args.progress, compile_mode=args.compile, plots=args.plots)
+                           progress=args.progress, compile_mode=args.compile, plots=args.plots,
+                           runs_per_batch=args.runs_per_batch)
     except (SpecError, SweepError, ConfigError, data.DataError, checkpoint.CheckpointError) as e:
         cli.fail(str(e))
     except KeyboardInterrupt:

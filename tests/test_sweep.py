@@ -107,6 +107,82 @@ def test_each_run_equals_make_train_alone(whole: sweep.SweepResult, dataset: dat
     assert len(finals) == len(whole.runs)
 
 
+def test_every_layout_of_runs_trains_the_same_runs(base: Config, dataset: data.Dataset) -> None:
+    """All runs vmapped at once, two at a time in a loop, or one at a time (the CPU layouts of
+    `auto_runs_per_batch`): each run ends with make_train's parameters. The layouts are really
+    different programs: the loop keeps one batch of runs' working memory, not all of them."""
+    dev = _dev(dataset, base)
+    x = np.asarray(dev.x_train)
+    configs = [dataclasses.replace(base, seed=s, learning_rate=lr)
+               for s, lr in ((0, 0.1), (1, 0.05), (2, 0.1), (3, 0.2))]
+    alone = jax.jit(train.make_train(base))
+    expected = [alone(jax.random.key(c.seed), dev, train.hyper_from_config(c, x))[0].params
+                for c in configs]
+    mesh = sweep.run_mesh(jax.devices()[:1])
+    temp = {}
+    for batch in (None, 2, 1):
+        out = sweep.train_runs(configs, dev, keep_params=True, runs_per_batch=batch)
+        for i, params in enumerate(expected):
+            mine = jax.tree.map(lambda a, i=i: a[i], out["params"])
+            assert max_param_diff(mine, params) <= PARAM_ATOL, (batch, i)
+        program = sweep.get_program(base, dev, 4, mesh, keep_params=True, runs_per_batch=batch)
+        assert program.runs_per_batch == (batch or 4)
+        temp[batch] = program.compiled.memory_analysis().temp_size_in_bytes
+    assert temp[1] < temp[2] < temp[None], temp
+
+
+def test_runs_per_batch_fits_the_cache_on_cpu_and_takes_all_elsewhere() -> None:
+    reference = Config(hidden=(512, 512), batch_size=128, optimizer="momentum")
+    small = Config(hidden=(64,), batch_size=32, optimizer="momentum")
+    mib = 2**20
+    # A reference run touches ~9.9 MB a step: one at a time in half of a 32 MiB cache.
+    assert 9e6 < sweep.run_step_bytes([784, 512, 512, 10], "momentum", 128) < 11e6
+    assert sweep.auto_runs_per_batch(reference, 784, 8, "cpu", cache_bytes=32 * mib) == 1
+    assert sweep.auto_runs_per_batch(reference, 784, 8, "cpu", cache_bytes=256 * mib) == 8
+    # A small run ~0.83 MB: 19 fit in 16 MiB, rounded down to a divisor of 32.
+    assert sweep.auto_runs_per_batch(small, 784, 32, "cpu", cache_bytes=32 * mib) == 16
+    assert sweep.auto_runs_per_batch(small, 784, 32, "cpu", cache_bytes=32 * mib,
+                                     concurrent=2) == 8  # two devices share the cache
+    assert sweep.auto_runs_per_batch(small, 784, 7, "cpu", cache_bytes=32 * mib) == 7
+    assert sweep.auto_runs_per_batch(small, 784, 21, "cpu", cache_bytes=32 * mib) == 7
+    adam = dataclasses.replace(small, optimizer="adam")  # two slots: fewer fit
+    assert sweep.auto_runs_per_batch(adam, 784, 32, "cpu", cache_bytes=32 * mib) == 16
+    assert sweep.auto_runs_per_batch(adam, 784, 32, "cpu", cache_bytes=16 * mib) == 8
+    assert sweep.auto_runs_per_batch(reference, 784, 64, "gpu") == 64
+    assert sweep.last_level_cache_bytes() >= 2**20
+
+
+def test_cli_splits_the_cpu_into_devices_with_the_same_results(base: Config,
+                                                                dataset: data.Dataset,
+                                                                tmp_path: Path) -> None:
+    """`python -m jaxmlp.sweep --cpu-devices 2` (a real process: the device count is fixed at
+    start-up) trains on two CPU devices, each its own runs, with the results of one device."""
+    out = tmp_path / "o"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxmlp.sweep", "--out", str(out), "--no-progress", "--no-plots",
+         "--dataset", "mnist", "--data-dir", base.data_dir, "--hidden", "8", "--epochs", "2",
+         "--train-subset", "256", "--batch-size", "32", "--optimizer", "sgd",
+         "--schedule", "constant", "--learning-rate", "0.1", "--seeds", "3",
+         "--test-subset", str(TEST_SUBSET), "--cpu-devices", "2"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / sweep.SWEEP_JSON).read_text())
+    assert len(record["devices"]) == 2 and record["device_kind"] == "cpu", record["devices"]
+    program = record["programs"][0]
+    assert program["runs_per_call"] == 4  # 3 runs padded to a multiple of 2 devices
+    assert 1 <= program["runs_per_batch"] <= 2
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    configs = [dataclasses.replace(base, seed=s, learning_rate=0.1) for s in range(3)]
+    here = sweep.train_runs(configs, _dev(dataset, base))
+    for s in range(3):
+        mine = [r for r in rows if int(r["seed"]) == s]
+        np.testing.assert_allclose([float(r["train_loss"]) for r in mine],
+                                   here["train_loss"][s], rtol=LOSS_RTOL)
+        np.testing.assert_allclose([float(r["test_accuracy"]) for r in mine],
+                                   here["test_accuracy"][s], atol=ACC_ATOL, rtol=0)
+
+
 def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: data.Dataset,
                                            tmp_path: Path) -> None:
     """The same configuration through `jaxmlp.train.run` (what `python -m jaxmlp.train` does):
@@ -432,6 +508,8 @@ def test_bad_flags_fail_with_one_clear_message(tmp_path: Path, capsys) -> None:
         (["--seed", "3"], "--seeds N or --seed-list"),
         (["--spec", str(tmp_path / "missing.toml")], "cannot read the spec"),
         (["--grid", "learning_rate=0.1,fast"], "is not a float"),
+        (["--cpu-devices", "0"], "--cpu-devices must be at least 1"),
+        (["--runs-per-batch", "0"], "runs_per_batch must be at least 1"),
     ):
         code, _, err = _cli([*argv, "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
