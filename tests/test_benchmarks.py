@@ -1,0 +1,51 @@
+"""The benchmarks still run: each one's `--smoke` budget, in a real process, read back from the
+JSON it writes. Their figures are never checked (speed is measured, not tested; benchmarks/);
+what is checked is that every contender and layout ran, and that they computed the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(module: str, args: list[str], tmp_path: Path) -> dict:
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, "-m", module, "--smoke", "--json", str(out), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_bench_epoch_smoke_runs_jaxmlp_and_numpy_on_the_same_batches(mnist_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    result = _run("benchmarks.bench_epoch", ["--no-torch", "--data-dir", str(mnist_dir)],
+                  tmp_path)
+    names = list(result["contenders"])
+    assert names[0] == "jaxmlp" and any(n.startswith("numpy") for n in names)
+    assert result["skipped"] == ["torch: skipped (--no-torch)"]
+    # Same initial weights, same batches, same arithmetic in float32: the two loops agree on
+    # test accuracy to well under one test example in 10,000 after the smoke epochs.
+    assert result["accuracy_spread"] < 1e-4
+    assert result["matmul_gflops"] > 0
+
+
+def test_bench_sweep_smoke_runs_every_layout_with_the_same_results(mnist_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    result = _run("benchmarks.bench_sweep", ["--data-dir", str(mnist_dir)], tmp_path)
+    rows = {(r["k"], r["mode"]): r for r in result["rows"]}
+    assert set(rows) == {(1, "single"), (8, "vmap"), (8, "map"), (8, "sweep")}
+    assert rows[(8, "vmap")]["batch"] == 8
+    for r in rows.values():
+        assert r["median_seconds"] > 0 and r["alone_median_seconds"] > 0
+        assert r["paired_ratio_median"] > 0
+    # Eight runs in any layout: the same mean accuracy (layouts change kernels, not results;
+    # 1e-3 is ten test examples, far above float32 rounding and far below a changed seed).
+    accuracies = [rows[(8, m)]["mean_test_accuracy"] for m in ("vmap", "map", "sweep")]
+    assert max(accuracies) - min(accuracies) < 1e-3
