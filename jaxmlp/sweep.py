@@ -1584,8 +1584,10 @@ def main(argv: list[str] | None = None) -> int:
     # Before JAX starts: the XLA:CPU options `python -m jaxmlp.train` uses, and one CPU device
     # per core so that runs train side by side (benchmarks/README.md).
     compilation.tune_xla_cpu()
-    if args.cpu_devices is not None and args.cpu_devices < 1:
-        cli.fail(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
+    for flag, value in (("--cpu-devices", args.cpu_devices),
+                        ("--runs-per-batch", args.runs_per_batch)):
+        if value is not None and value < 1:
+            cli.fail(f"{flag} must be at least 1, got {value}")
     compilation.split_cpu_into_devices(args.cpu_devices)
     # Re-running a sweep (or one with the same structures) then loads its programs from disk.
     compilation.enable_compilation_cache()

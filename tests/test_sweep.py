@@ -152,6 +152,13 @@ def test_runs_per_batch_fits_the_cache_on_cpu_and_takes_all_elsewhere() -> None:
     assert sweep.last_level_cache_bytes() >= 2**20
 
 
+def test_an_impossible_runs_per_batch_is_refused_before_anything_is_written(
+        base: Config, tmp_path: Path) -> None:
+    with pytest.raises(sweep.SpecError, match="runs_per_batch must be at least 1, got 0"):
+        sweep.run_sweep(small_spec(base), tmp_path / "o", runs_per_batch=0, progress=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_splits_the_cpu_into_devices_with_the_same_results(base: Config,
                                                                 dataset: data.Dataset,
                                                                 tmp_path: Path) -> None:
@@ -509,7 +516,7 @@ def test_bad_flags_fail_with_one_clear_message(tmp_path: Path, capsys) -> None:
         (["--spec", str(tmp_path / "missing.toml")], "cannot read the spec"),
         (["--grid", "learning_rate=0.1,fast"], "is not a float"),
         (["--cpu-devices", "0"], "--cpu-devices must be at least 1"),
-        (["--runs-per-batch", "0"], "runs_per_batch must be at least 1"),
+        (["--runs-per-batch", "0"], "--runs-per-batch must be at least 1"),
     ):
         code, _, err = _cli([*argv, "--out", str(tmp_path / "o")], capsys)
         assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
