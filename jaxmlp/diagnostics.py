@@ -578,6 +578,17 @@ def _lr_hint(config: Config) -> str:
             f"{config.learning_rate / 10:g})")
 
 
+def _step_fixes(config: Config) -> list[str]:
+    """The flags that make the steps smaller, one per cause `_step_causes` can name."""
+    fixes = []
+    if config.input_scale == "raw":
+        fixes.append("--input-scale unit")
+    if config.example_reduction == "sum" and config.optimizer != "adam":
+        fixes.append("--example-reduction mean")
+    fixes.append(_lr_hint(config))
+    return fixes
+
+
 def diagnose(config: Config, rows: Sequence[dict[str, Any]],
              history: Sequence[dict[str, Any]] = (), num_classes: int = 10) -> list[Finding]:
     """Read the diagnostics rows (and the per-epoch metrics) and say what looks wrong.
@@ -588,18 +599,12 @@ def diagnose(config: Config, rows: Sequence[dict[str, Any]],
     if not rows:
         return findings
     last = rows[-1]
-    raw = config.input_scale == "raw"
     n_layers = len(last["layers"])
 
     bad = [r for r in rows if r.get("first_nonfinite")]
     if bad:
         r = bad[0]
-        fixes = []
-        if raw:
-            fixes.append("--input-scale unit")
-        if config.example_reduction == "sum" and config.optimizer != "adam":
-            fixes.append("--example-reduction mean")
-        fixes.append(_lr_hint(config))
+        fixes = _step_fixes(config)
         message = describe_nonfinite(r["first_nonfinite"], r["epoch"])
         causes = _step_causes(config)
         if causes:
@@ -621,12 +626,7 @@ def diagnose(config: Config, rows: Sequence[dict[str, Any]],
                           f"--init-scale {config.init_scale:g})")
         if causes:
             text += "; " + " and ".join(causes)
-        advice = []
-        if raw:
-            advice.append("--input-scale unit")
-        if config.example_reduction == "sum" and config.optimizer != "adam":
-            advice.append("--example-reduction mean")
-        advice.append(_lr_hint(config))
+        advice = _step_fixes(config)
         if since == 0:
             advice.append("--init he --init-scale 1")
         advice.append("--activation gelu or tanh (no zero-gradient region)")
