@@ -30,6 +30,8 @@ from typing import Any
 
 import jax
 
+from jaxmlp.data.cache import cache_dir
+
 ENV_DISABLE = "JAXMLP_NO_COMPILE_CACHE"
 ENV_DIR = "JAXMLP_COMPILE_CACHE_DIR"
 ENV_NO_FLAGS = "JAXMLP_NO_XLA_FLAGS"
@@ -62,8 +64,6 @@ def default_cache_dir() -> Path:
     override = os.environ.get(ENV_DIR, "")
     if override:
         return Path(override).expanduser()
-    from jaxmlp.data import cache_dir  # imported late: data may pull in optional packages
-
     return cache_dir() / "xla"
 
 

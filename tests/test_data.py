@@ -38,7 +38,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
     monkeypatch.setenv("JAXMLP_MIRRORS", closed_port_url())
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no-tfds"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "no-system-datasets")
+    monkeypatch.setattr(data.lookup, "SYSTEM_DATA_DIR", tmp_path / "no-system-datasets")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_fashion_mnist_underscore_folder_and_system_dir(
     system = tmp_path / "usr-share-datasets"
     system.mkdir()
     (system / "fashion_mnist").symlink_to(fashion_dir, target_is_directory=True)
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", system)
+    monkeypatch.setattr(data.lookup, "SYSTEM_DATA_DIR", system)
     found = load_dataset("fashion_mnist", source="local", progress=False)
     assert found.source == f"idx files in {system / 'fashion_mnist'}"
     assert found.x_train.shape == (60000, 28, 28)
@@ -410,7 +410,7 @@ def test_ctrl_c_during_download_leaves_nothing(
     def interrupt(raw: bytes, sha256: str) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "_verify_gzip_content", interrupt)
+    monkeypatch.setattr(data.download, "_verify_gzip_content", interrupt)
     with pytest.raises(KeyboardInterrupt):
         load_dataset("mnist", source="download", mirrors=[good_mirror], progress=False)
     assert files_under(data.cache_dir()) == []
@@ -505,7 +505,7 @@ def test_tfds_second_load_uses_the_decoded_cache(
     def no_decoding(*args: object) -> None:
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(data, "_decode_tfds_split", no_decoding)
+    monkeypatch.setattr(data.tfds, "_decode_tfds_split", no_decoding)
     start = time.perf_counter()
     again = load_dataset("mnist", source="tfds", progress=False)
     elapsed = time.perf_counter() - start

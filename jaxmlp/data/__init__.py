@@ -1,0 +1,64 @@
+"""Data sets: finding, reading, checking and downloading MNIST-style data.
+
+Everything returns plain NumPy arrays: images uint8 with shape (N, H, W) and values 0..255,
+labels int32 with shape (N,) and values 0..9. Preprocessing (scaling, flattening, one-hot) is a
+separate, explicit step (`preprocess`), so the raw data is always what was on disk.
+
+`load_dataset("mnist")` (and "fashion_mnist") looks in these places, in order, and takes the
+first that has the data:
+
+1. the `data_dir` argument, else the `JAXMLP_DATA_DIR` environment variable: a folder with the
+   four IDX files, or a parent folder holding `mnist/` or `fashion-mnist/`;
+2. the user cache, `cache_dir()/mnist` (where downloads go);
+3. Debian's `/usr/share/datasets/<name>` (the `dataset-fashion-mnist` package installs there);
+4. tensorflow-datasets, if it is installed and has a prepared copy (honours `TFDS_DATA_DIR`);
+5. a download from public mirrors into the user cache, verified by SHA-256.
+
+A place that does not have the data is skipped, and the reason is remembered: if every place
+fails, `DatasetNotFound` lists them all. A place that has the files but whose files are broken
+is an error straight away: quietly using some other copy would hide the damage.
+
+"digits" is scikit-learn's bundled 8x8 set: small, always available, good for offline smoke runs.
+
+The modules, each importing only those above it: `errors`; `idx` (the IDX reader); `specs` (the
+known data sets); `cache` (the user cache folder); `dataset` (the Dataset and its checks);
+`download`; `tfds`; `digits`; `preprocess`; `lookup` (`load_dataset`); `fallback` (`load_data`:
+the data set a `Config` asks for). This package re-exports
+their public names. Module constants such as `lookup.SYSTEM_DATA_DIR` and
+`download.DOWNLOAD_TIMEOUT_S` are read where they are defined: to change one, set it there.
+"""
+
+from __future__ import annotations
+
+# Names in __all__ are the public API; those imported "as" themselves are reachable as
+# jaxmlp.data.<name>, as they were before the split, but stay out of `import *`.
+from jaxmlp.config import DATASETS, SOURCES
+from jaxmlp.data.cache import cache_dir
+from jaxmlp.data.dataset import NUM_CLASSES as NUM_CLASSES
+from jaxmlp.data.dataset import Dataset
+from jaxmlp.data.download import DOWNLOAD_TIMEOUT_S as DOWNLOAD_TIMEOUT_S
+from jaxmlp.data.errors import DataError, DatasetNotFound
+from jaxmlp.data.fallback import load_data
+from jaxmlp.data.idx import GZIP_MAGIC as GZIP_MAGIC
+from jaxmlp.data.idx import read_idx
+from jaxmlp.data.lookup import SYSTEM_DATA_DIR as SYSTEM_DATA_DIR
+from jaxmlp.data.lookup import load_dataset
+from jaxmlp.data.preprocess import SCALINGS as SCALINGS
+from jaxmlp.data.preprocess import flatten, input_affine, one_hot
+from jaxmlp.data.specs import _SPECS as _SPECS
+from jaxmlp.data.specs import IDX_FILES as IDX_FILES
+
+__all__ = [
+    "DATASETS",
+    "SOURCES",
+    "DataError",
+    "Dataset",
+    "DatasetNotFound",
+    "cache_dir",
+    "flatten",
+    "input_affine",
+    "load_data",
+    "load_dataset",
+    "one_hot",
+    "read_idx",
+]

@@ -1,0 +1,148 @@
+"""`load_dataset`: the lookup order over folders, tensorflow-datasets and downloads.
+
+The order, and what a failed place means, is described in the `jaxmlp.data` package docstring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from jaxmlp.config import DATASETS, SOURCES
+from jaxmlp.data.cache import cache_dir
+from jaxmlp.data.dataset import Dataset, _checked_split, _dataset
+from jaxmlp.data.digits import _load_digits
+from jaxmlp.data.download import _download_idx_files, _mirror_list
+from jaxmlp.data.errors import DataError, DatasetNotFound
+from jaxmlp.data.idx import read_idx
+from jaxmlp.data.specs import _SPECS, IDX_FILES, _Spec
+from jaxmlp.data.tfds import _load_from_tfds
+
+# Where Debian's dataset packages put data; a module constant so tests can point it elsewhere
+# (set jaxmlp.data.lookup.SYSTEM_DATA_DIR: rebinding the name jaxmlp.data re-exports does not
+# reach the code here).
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    source: str = "auto",
+    mirrors: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Find, read and check a data set (see the `jaxmlp.data` docstring for where it looks).
+
+    `source` narrows the search: "local" = data_dir / JAXMLP_DATA_DIR, the user cache and
+    /usr/share/datasets; "tfds" = tensorflow-datasets only; "download" = the mirrors only (a valid
+    copy already in the cache is reused). `mirrors` (else env JAXMLP_MIRRORS, comma-separated)
+    replaces the default download base URLs. Raises DatasetNotFound when no place has the data,
+    DataError when a place has it but it is broken.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if name == "digits":
+        return _load_digits(source)
+
+    spec = _SPECS[name]
+    tried: list[str] = []
+    if source in ("auto", "local"):
+        for place, folder in _local_places(spec, data_dir):
+            found = _find_idx_folder(folder, spec, place, tried)
+            if found is not None:
+                return _load_idx_folder(name, found, f"idx files in {found}")
+    if source in ("auto", "tfds"):
+        dataset = _load_from_tfds(name, spec, progress, tried)
+        if dataset is not None:
+            return dataset
+    if source in ("auto", "download"):
+        base_urls = _mirror_list(spec, mirrors)
+        folder = cache_dir() / spec.folders[0]
+        used = _download_idx_files(spec, base_urls, folder, progress, tried)
+        if used is not None:
+            where = f"downloaded from {', '.join(used)} into" if used else "cached download in"
+            return _load_idx_folder(name, folder, f"{where} {folder} (SHA-256 verified)")
+    raise DatasetNotFound(_not_found_message(name, source, tried), tried)
+
+
+def _not_found_message(name: str, source: str, tried: list[str]) -> str:
+    places = "\n".join(f"  - {entry}" for entry in tried)
+    narrowed = "" if source == "auto" else f" (source={source!r}; 'auto' tries every place)"
+    return (
+        f"Could not find the {name} data set{narrowed}. Looked in:\n{places}\n"
+        f"To get it: point --data-dir or JAXMLP_DATA_DIR at a folder with the four IDX files "
+        f"({', '.join(f + '.gz' for f in IDX_FILES)}); or pip install 'jaxmlp[tfds]' and prepare "
+        f"it with tensorflow-datasets; or connect to the network so it can be downloaded into "
+        f"{cache_dir()}."
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Local folders (lookup steps 1-3)
+# ----------------------------------------------------------------------------------------------
+
+
+def _local_places(
+    spec: _Spec, data_dir: str | os.PathLike[str] | None
+) -> Iterator[tuple[str, Path | None]]:
+    """(description, folder or None when unset) for each local place, in lookup order."""
+    if data_dir is not None:
+        yield f"data_dir {data_dir}", Path(data_dir)
+    else:
+        env = os.environ.get("JAXMLP_DATA_DIR", "")
+        yield (f"JAXMLP_DATA_DIR={env}", Path(env)) if env else ("JAXMLP_DATA_DIR", None)
+    yield f"user cache {cache_dir() / spec.folders[0]}", cache_dir() / spec.folders[0]
+    for folder in spec.folders:
+        yield f"system data {SYSTEM_DATA_DIR / folder}", SYSTEM_DATA_DIR / folder
+
+
+def _find_idx_folder(root: Path | None, spec: _Spec, place: str, tried: list[str]) -> Path | None:
+    """The folder (root or a known subfolder of it) holding all four files, else None.
+
+    Records why in `tried` when there is none.
+    """
+    if root is None:
+        tried.append(f"{place}: not set")
+        return None
+    if not root.is_dir():
+        tried.append(f"{place}: no such folder")
+        return None
+    for folder in (root, *(root / sub for sub in spec.folders)):
+        present = [stem for stem in IDX_FILES if _idx_path(folder, stem) is not None]
+        if len(present) == len(IDX_FILES):
+            return folder
+        if present:  # half a data set is worth a specific reason
+            missing = [stem for stem in IDX_FILES if stem not in present]
+            tried.append(f"{place}: {folder} lacks {', '.join(missing)} (.gz or not)")
+            return None
+    subfolders = ", ".join(f"{sub}/" for sub in spec.folders)
+    tried.append(f"{place}: no IDX files in it or in {subfolders}")
+    return None
+
+
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    """The file for `stem` in `folder`: uncompressed (faster) if present, else gzipped."""
+    for path in (folder / stem, folder / f"{stem}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _load_idx_folder(name: str, folder: Path, source: str) -> Dataset:
+    """Read and check the four IDX files in `folder`.
+
+    A plain gunzip + np.frombuffer of MNIST takes about 0.15 s, so there is no decoded cache.
+    """
+    paths = [_idx_path(folder, stem) for stem in IDX_FILES]
+    if None in paths:
+        raise DataError(f"{folder}: some IDX files disappeared while loading; try again.")
+    train_images, train_labels, test_images, test_labels = paths
+    x_train, y_train = _checked_split(read_idx(train_images), read_idx(train_labels),
+                                      str(train_images), str(train_labels))
+    x_test, y_test = _checked_split(read_idx(test_images), read_idx(test_labels),
+                                    str(test_images), str(test_labels))
+    return _dataset(name, x_train, y_train, x_test, y_test, source, str(folder))
