@@ -7,7 +7,7 @@ Reference workload: 784-512-512-10, ReLU, softmax cross-entropy (mean over the b
 momentum 0.9 at learning rate 0.1, batch 128, float32, one epoch = 468 full batches of MNIST.
 
 Fair by construction: all three start from the same He-normal weights (drawn once with NumPy),
-train on exactly the same batches (`jaxmlp.train.epoch_order`, the shuffle jaxmlp itself uses)
+train on exactly the same batches (`jaxmlp.loop.epoch_order`, the shuffle jaxmlp itself uses)
 and are timed over the same epochs, interleaved (jaxmlp, torch, numpy, jaxmlp, ...) so a burst
 of load from elsewhere hits all of them alike; each epoch also records how many cores other
 processes used while it ran (`_common.LoadMeter`), and medians leave out disturbed epochs.
@@ -80,25 +80,25 @@ def jaxmlp_contender(ds: Any, init: list, keys: list, subset: int) -> Contender:
     import jax
     import jax.numpy as jnp
 
-    from jaxmlp import train
+    from jaxmlp import loop
     from jaxmlp.config import Config
 
     config = Config(
         dataset="mnist", hidden=SIZES[1:-1], optimizer="momentum", learning_rate=LR,
         momentum=MOMENTUM, schedule="constant", batch_size=BATCH, epochs=1, train_subset=subset,
     )
-    dev = train.device_data(ds, config)
-    hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
-    tx = train.make_optimizer(config, train.steps_per_epoch(config, dev.x_train.shape[0]))
-    state = train.init_state(jax.random.key(0), config, hyper, tx, list(SIZES))
+    dev = loop.device_data(ds, config)
+    hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
+    tx = loop.make_optimizer(config, loop.steps_per_epoch(config, dev.x_train.shape[0]))
+    state = loop.init_state(jax.random.key(0), config, hyper, tx, list(SIZES))
     params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in init]
     state = state._replace(params=params)
 
     t0 = time.perf_counter()
     # Exactly what `python -m jaxmlp.train` runs: the jitted, state-donating epoch.
-    epoch = jax.jit(train.make_epoch(config, tx), donate_argnums=0)
+    epoch = jax.jit(loop.make_epoch(config, tx), donate_argnums=0)
     epoch = epoch.lower(state, dev, hyper, keys[0]).compile()
-    evaluate = jax.jit(train.make_evaluate(config)).lower(
+    evaluate = jax.jit(loop.make_evaluate(config)).lower(
         state.params, dev.x_test, dev.y_test, hyper).compile()
     compile_seconds = time.perf_counter() - t0
     box = {"state": state}
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
-    from jaxmlp import data, train
+    from jaxmlp import data, loop
 
     ds = common.load_mnist(args.data_dir)
     n = len(ds.y_train) if subset is None else subset
@@ -252,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     x_test = data.flatten(ds.x_test).astype(np.float32) / np.float32(255)
     init = he_init(SIZES, seed=0)
     # jaxmlp draws epoch e's batches from fold_in(data key, e); the others get the same indices.
-    _, data_key = train.run_keys(jax.random.key(0))
+    _, data_key = loop.run_keys(jax.random.key(0))
     keys = [jax.random.fold_in(data_key, e) for e in range(epochs + 1)]
-    orders = [np.asarray(train.epoch_order(k, n, BATCH)) for k in keys]
+    orders = [np.asarray(loop.epoch_order(k, n, BATCH)) for k in keys]
     steps = orders[0].shape[0]
 
     contenders = [jaxmlp_contender(ds, init, keys, n)]

@@ -74,7 +74,7 @@ def measure(network: str, k: int, mode: str, reps: int, subset: int | None,
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from jaxmlp import train
+    from jaxmlp import loop
     from jaxmlp.config import Config
 
     spec = NETWORKS[network]
@@ -82,15 +82,15 @@ def measure(network: str, k: int, mode: str, reps: int, subset: int | None,
                     optimizer="momentum", learning_rate=0.1, momentum=0.9, schedule="constant",
                     epochs=1, train_subset=subset)
     ds = common.load_mnist(data_dir)
-    dev = train.device_data(ds, config)
-    hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
+    dev = loop.device_data(ds, config)
+    hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
     rss_data = _rss_mib()
     seeds = list(range(k))
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
-    hypers = train.Hyper(*(jnp.full((k,), v, jnp.float32) for v in hyper))
-    one = train.make_train(config)
+    hypers = loop.Hyper(*(jnp.full((k,), v, jnp.float32) for v in hyper))
+    one = loop.make_train(config)
 
-    def one_run(key_data: jax.Array, dev: train.DeviceData, h: train.Hyper) -> jax.Array:
+    def one_run(key_data: jax.Array, dev: loop.DeviceData, h: loop.Hyper) -> jax.Array:
         _, metrics = one(jax.random.wrap_key_data(key_data), dev, h)
         return metrics.test_accuracy[-1]
 

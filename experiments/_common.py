@@ -41,6 +41,12 @@ class Args:
     data_dir: str | None
     max_parallel: int | None
     progress: bool
+    # What the sweeps of one invocation share: each structure compiles once and each data set
+    # is read once (a control sweep that repeats a structure of the main grid reuses its program).
+    programs: sweep.ProgramCache = dataclasses.field(
+        default_factory=sweep.ProgramCache, compare=False, repr=False)
+    datasets: sweep.DataCache = dataclasses.field(
+        default_factory=sweep.DataCache, compare=False, repr=False)
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Args:
@@ -86,7 +92,8 @@ def run(
 ) -> sweep.SweepResult:
     result = sweep.run_sweep(spec, out, max_parallel=kw.pop("max_parallel", args.max_parallel),
                              progress=args.progress, compile_mode=compile_mode(args.mode),
-                             log=lambda s: print(s, file=sys.stderr), **kw)
+                             log=lambda s: print(s, file=sys.stderr),
+                             programs=args.programs, datasets=args.datasets, **kw)
     if not result.complete:
         raise SystemExit(f"sweep {out} did not complete")
     _TRAINED["runs"] += result.record["sessions"][-1]["runs_trained"]

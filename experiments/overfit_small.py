@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import plots_sweep, stats, sweep
+from jaxmlp import stats, sweep
 from jaxmlp.config import Config
-from jaxmlp.losses import Batch
-from jaxmlp.train import (
+from jaxmlp.loop import (
     hyper_from_config,
     init_state,
     make_optimizer,
@@ -37,6 +36,8 @@ from jaxmlp.train import (
     scale_inputs,
     steps_per_epoch,
 )
+from jaxmlp.losses import Batch
+from jaxmlp.plots import sweep as plots_sweep
 
 NAME = "overfit_small"
 LR = 1e-3
@@ -80,10 +81,11 @@ def updates_to_100(train_accuracy: np.ndarray, updates_per_epoch: int) -> float:
     return float(hits[0] * updates_per_epoch) if hits.size else np.nan
 
 
-def seconds_per_update(config: Config, test_subset: int, updates: int) -> float:
+def seconds_per_update(config: Config, test_subset: int, updates: int,
+                       datasets: sweep.DataCache) -> float:
     """Compute time of one update of one run: a jitted scan of `updates` steps, timed after a
     warm-up call (median of 3)."""
-    dev, x_train = sweep.sweep_data(config, test_subset)
+    dev, x_train = sweep.sweep_data(config, test_subset, datasets)
     hyper = hyper_from_config(config, x_train)
     n = dev.x_train.shape[0]
     tx = make_optimizer(config, steps_per_epoch(config, n))
@@ -138,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         upe = config.train_subset // config.batch_size
         acc = result.curves(v["name"], "train_accuracy")
         updates = np.asarray([updates_to_100(a, upe) for a in acc])
-        spu = seconds_per_update(config, b.test_subset, b.timing_updates)
+        spu = seconds_per_update(config, b.test_subset, b.timing_updates, args.datasets)
         per[v["name"]] = (config, updates, spu)
         reached = np.isfinite(updates)
         test = result.final(v["name"], "test_accuracy")

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import _common as C
 import numpy as np
 
-from jaxmlp import plots_sweep, stats, sweep
+from jaxmlp import stats, sweep
+from jaxmlp.plots import sweep as plots_sweep
 
 NAME = "sweep_lr"
 OPTIMIZERS = ("sgd", "adam")

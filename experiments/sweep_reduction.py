@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxmlp import stats, sweep
 from jaxmlp.config import Config
-from jaxmlp.train import hyper_from_config
+from jaxmlp.loop import hyper_from_config
 
 NAME = "sweep_reduction"
 EPS32 = float(np.finfo(np.float32).eps)
@@ -90,10 +90,10 @@ def raw_lrs(b: Budget) -> list[float]:
                   reverse=True)
 
 
-def lockstep(a: Config, b_: Config, seeds: Sequence[int], test_subset: int | None
-             ) -> dict[str, float]:
+def lockstep(a: Config, b_: Config, seeds: Sequence[int], test_subset: int | None,
+             datasets: sweep.DataCache) -> dict[str, float]:
     """Largest parameter difference between two configurations trained side by side."""
-    dev, x_train = sweep.sweep_data(a, test_subset)
+    dev, x_train = sweep.sweep_data(a, test_subset, datasets)
     out = sweep.compare_trajectories(a, b_, seeds, dev, hyper_from_config(a, x_train),
                                      hyper_from_config(b_, x_train))
     diff, size = out["max_abs_diff"], out["max_abs_param"]
@@ -136,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
          "learning_rate": LR_SGD * NUM_CLASSES},
     ], name="Control 1: SGD, rescaled learning rates", probes=True)
     sgd = C.run(sgd_spec, ctl / "sgd_rescaled", args, max_parallel=par)
-    step_ex = lockstep(mean_lr, sum_lr_b, seeds, b.test_subset)
-    step_cl = lockstep(mean_lr, cmean_lr_k, seeds, b.test_subset)
+    step_ex = lockstep(mean_lr, sum_lr_b, seeds, b.test_subset, args.datasets)
+    step_cl = lockstep(mean_lr, cmean_lr_k, seeds, b.test_subset, args.datasets)
 
     # 2. Adam: sum vs mean at the same learning rate.
     adam_base = dataclasses.replace(ce, optimizer="adam", learning_rate=LR_ADAM)
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     adam = C.run(adam_spec, ctl / "adam", args, max_parallel=par)
     step_adam = lockstep(dataclasses.replace(adam_base, example_reduction="mean"),
                          dataclasses.replace(adam_base, example_reduction="sum"),
-                         seeds, b.test_subset)
+                         seeds, b.test_subset, args.datasets)
 
     # 3. Raw inputs: a learning-rate grid (one program: lr and input scale are traced).
     lrs = raw_lrs(b)
@@ -202,8 +202,8 @@ def main_findings(r: sweep.SweepResult, b: Budget) -> list[str]:
         out.append(f"Failure was mostly silent: of the {len(chance)} combinations stuck near "
                    f"chance, {len(chance) - sum(s['diverged_frac'] > 0 for s in chance)} never "
                    f"produced a NaN, and {len(dead)} ended with at least half of their hidden "
-                   "units dead (relu units that no longer fire on any of 1,000 training images, "
-                   "so they get no gradient).")
+                   "units dead (relu units off for at least 99% of 1,000 training images, so "
+                   "they get almost no gradient).")
     return out
 
 

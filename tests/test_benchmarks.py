@@ -30,9 +30,12 @@ def test_bench_epoch_smoke_runs_jaxmlp_and_numpy_on_the_same_batches(mnist_dir: 
     names = list(result["contenders"])
     assert names[0] == "jaxmlp" and any(n.startswith("numpy") for n in names)
     assert result["skipped"] == ["torch: skipped (--no-torch)"]
-    # Same initial weights, same batches, same arithmetic in float32: the two loops agree on
-    # test accuracy to well under one test example in 10,000 after the smoke epochs.
-    assert result["accuracy_spread"] < 1e-4
+    # Same initial weights, same batches, same arithmetic in float32, but not the same kernels
+    # (XLA vs OpenBLAS, and each picks others on AVX2 and AVX-512): rounding differs, and 32
+    # steps amplify it. Measured: 0 test examples of 10,000 apart on a 2-core AMD EPYC (AVX2),
+    # 6 on a 2-core Xeon with AVX-512. 1e-3 (10 examples) allows that; the benchmark itself
+    # calls a loop broken at 1e-2 (100 examples).
+    assert result["accuracy_spread"] < 1e-3
     assert result["matmul_gflops"] > 0
 
 

@@ -1,8 +1,9 @@
 """Diagnostics: each classic failure is constructed, and must be reported as what it is.
 
 Every check here can fail: each failure mode has a healthy counterpart that must NOT be
-reported, and numbers are compared with the thresholds named in `jaxmlp.diagnostics`. Runs are
-tiny (512 MNIST examples, 32-unit layers, 1-3 epochs) to keep the file fast.
+reported, and numbers are compared with the thresholds named in `jaxmlp.report` and the
+definitions in `jaxmlp.probes`. Runs are tiny (512 MNIST examples, 32-unit layers, 1-3 epochs)
+to keep the file fast.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, data, diagnostics, plots, train
+from jaxmlp import checkpoint, data, diagnostics, loop, overfit, probes, report, rundir, train
 from jaxmlp.config import Config
 from jaxmlp.losses import Batch
 from jaxmlp.model import init_mlp
+from jaxmlp.plots import cli as plots_cli
+from jaxmlp.plots import run as plots
 
 SMALL = Config(dataset="mnist", hidden=(32, 32), batch_size=64, epochs=2, train_subset=512,
                learning_rate=1e-2, warmup_epochs=0.5)
@@ -68,11 +71,11 @@ def paired_runs(tmp_path_factory, mnist_dir) -> dict[str, Path]:
 def test_summarize_step_names_the_first_nonfinite_value() -> None:
     ok = [{"w": jnp.ones((2, 3)), "b": jnp.ones(3)}, {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}]
     acts = [jnp.ones((4, 3)), jnp.ones((4, 2))]
-    order = diagnostics.nonfinite_order(2)
+    order = probes.nonfinite_order(2)
 
     def first(grads, updates, activations, loss, measure=True):
-        code = int(diagnostics.summarize_step(grads, updates, activations, jnp.asarray(loss),
-                                              measure).nonfinite)
+        values = loop.StepValues(grads, updates, activations, jnp.asarray(loss), jnp.int32(0))
+        code = int(probes.summarize_step(values, measure).nonfinite)
         return None if code < 0 else order[code]
 
     bad_grad = [ok[0], {"w": ok[1]["w"].at[0, 0].set(jnp.nan), "b": ok[1]["b"]}]
@@ -95,23 +98,23 @@ def test_constructed_dead_relu_network_is_reported_dead(probe: Batch) -> None:
     config = Config(hidden=(32, 32))
     params = init_mlp(jax.random.key(0), [784, 32, 32, 10])
     shapes = [(784, 32), (32, 32), (32, 10)]
-    stats = jax.jit(diagnostics.probe_stats, static_argnums=2)
+    stats = jax.jit(probes.probe_stats, static_argnums=2)
     healthy = stats(params, probe, config)
     dead_params = [{"w": params[0]["w"], "b": jnp.full(32, -100.0)}, *params[1:]]
     dead = stats(dead_params, probe, config)
 
-    assert float(healthy.dead[0]) < diagnostics.DEAD_WARN
+    assert float(healthy.stuck[0]) < report.DEAD_WARN
     assert float(healthy.zero_outputs) == 0.0
-    assert np.asarray(dead.dead).tolist() == [1.0, 1.0]
+    assert np.asarray(dead.stuck).tolist() == [1.0, 1.0]
     assert float(dead.zero_outputs) == 1.0
 
     rows = [diagnostics.make_row(0, config, shapes, dead, grad_norm=[0.0, 0.0, 1.0])]
-    findings = diagnostics.diagnose(config, rows)
+    findings = report.diagnose(config, rows)
     assert {"dead_units", "zero_outputs"} <= codes(findings)
-    text = diagnostics.format_report(findings, rows)
+    text = report.format_report(findings, rows)
     assert "100% of layer-1 units are dead" in text and "since initialisation" in text
     healthy_rows = [diagnostics.make_row(0, config, shapes, healthy, grad_norm=[1.0, 1.0, 1.0])]
-    assert not codes(diagnostics.diagnose(config, healthy_rows)) & {"dead_units", "zero_outputs"}
+    assert not codes(report.diagnose(config, healthy_rows)) & {"dead_units", "zero_outputs"}
 
 
 def test_saturated_tanh_units_are_reported(mnist: data.Dataset) -> None:
@@ -120,15 +123,15 @@ def test_saturated_tanh_units_are_reported(mnist: data.Dataset) -> None:
     batch = Batch(x, jnp.asarray(mnist.y_train[:256]))
     config = Config(hidden=(32,), activation="tanh", init="normal", input_scale="raw")
     params = init_mlp(jax.random.key(0), [784, 32, 10], "normal", 1.0)
-    probe_stats = jax.jit(diagnostics.probe_stats, static_argnums=2)
+    probe_stats = jax.jit(probes.probe_stats, static_argnums=2)
     stats = probe_stats(params, batch, config)
-    assert float(stats.saturated[0]) > 0.9
+    assert float(stats.stuck[0]) > 0.9
     rows = [diagnostics.make_row(0, config, [(784, 32), (32, 10)], stats, grad_norm=[1.0, 1.0])]
-    assert "saturated_units" in codes(diagnostics.diagnose(config, rows))
+    assert "saturated_units" in codes(report.diagnose(config, rows))
     unit = dataclasses.replace(config, input_scale="unit", init="glorot")
     calm = probe_stats(init_mlp(jax.random.key(0), [784, 32, 10], "glorot"),
                        Batch(x / 255.0, batch.y), unit)
-    assert float(calm.saturated[0]) < diagnostics.SATURATED_WARN
+    assert float(calm.stuck[0]) < report.SATURATED_WARN
 
 
 def test_report_flags_large_updates_and_collapse() -> None:
@@ -142,20 +145,20 @@ def test_report_flags_large_updates_and_collapse() -> None:
            "dead_units": None, "step_grad_norm": []}
     history = [{"epoch": 1, "train_loss": 3.0, "train_accuracy": 0.1, "test_accuracy": 0.1},
                {"epoch": 2, "train_loss": 1.5, "train_accuracy": 0.1, "test_accuracy": 0.11}]
-    findings = diagnostics.diagnose(config, [row], history)
+    findings = report.diagnose(config, [row], history)
     assert {"large_updates", "collapsed"} <= codes(findings)
     collapsed = next(f for f in findings if f.code == "collapsed")
     assert "loss fell from 3 to 1.5 while test accuracy stayed at 11%" in collapsed.message
     calm = dict(row, top_class_share=0.2, layers=[dict(layer, layer=1, update_ratio=1e-3)] * 2)
     good = [dict(h, test_accuracy=0.9, train_accuracy=0.9) for h in history]
-    assert diagnostics.diagnose(config, [calm], good) == []
+    assert report.diagnose(config, [calm], good) == []
     # Above chance but poor, with a loss that does not reward the right class.
     poor = [dict(h, test_accuracy=0.3) for h in history]
     normalized = dataclasses.replace(config, output="sum_normalize")
-    low = {f.code: f for f in diagnostics.diagnose(normalized, [calm], poor)}
+    low = {f.code: f for f in report.diagnose(normalized, [calm], poor)}
     assert set(low) == {"low_accuracy"} and "--output softmax" in low["low_accuracy"].advice
     fair = [dict(h, test_accuracy=0.6, train_accuracy=0.6) for h in history]
-    assert diagnostics.diagnose(normalized, [calm], fair) == []
+    assert report.diagnose(normalized, [calm], fair) == []
 
 
 # --- whole runs -----------------------------------------------------------------------------------
@@ -174,19 +177,19 @@ def test_diagnose_leaves_trained_params_identical(paired_runs, mnist_dir) -> Non
             tx = train.make_optimizer(config, 8)
             template = train.init_state(jax.random.key(1), config, hyper, tx,
                                         train.model_sizes(config, 784))
-        trees[name], meta = checkpoint.load(out / train.CHECKPOINT, template)
+        trees[name], meta = checkpoint.load(out / rundir.CHECKPOINT, template)
         assert meta["epoch"] == 2
     plain = jax.tree.leaves(trees["plain"])
     diagnosed = jax.tree.leaves(trees["diagnosed"])
     assert len(plain) == len(diagnosed)
     for a, b in zip(plain, diagnosed, strict=True):
         np.testing.assert_array_equal(a, b)  # bitwise: the same update, only observed
-    metrics = [read_jsonl(out / train.METRICS) for out in paired_runs.values()]
+    metrics = [read_jsonl(out / rundir.METRICS) for out in paired_runs.values()]
     assert [m["train_loss"] for m in metrics[0]] == [m["train_loss"] for m in metrics[1]]
 
 
 def test_diagnostics_jsonl_rows(paired_runs) -> None:
-    rows = read_jsonl(paired_runs["diagnosed"] / diagnostics.DIAGNOSTICS)
+    rows = read_jsonl(paired_runs["diagnosed"] / rundir.DIAGNOSTICS)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     steps = 512 // 64
     for r in rows:
@@ -197,7 +200,7 @@ def test_diagnostics_jsonl_rows(paired_runs) -> None:
             assert layer["act_std"] > 0
     for r in rows[1:]:
         assert r["steps"] == steps
-        assert len(r["step_grad_norm"]) == -(-steps // diagnostics.NORM_EVERY)
+        assert len(r["step_grad_norm"]) == -(-steps // probes.NORM_EVERY)
         assert all(0 < layer["update_ratio"] < 1 for layer in r["layers"])
         # The epoch mean lies within the measured steps' range.
         per_step = np.asarray(r["step_grad_norm"])
@@ -208,7 +211,7 @@ def test_diagnostics_jsonl_rows(paired_runs) -> None:
     assert [la["grad_norm"] for la in rows[0]["layers"]] == rows[1]["step_grad_norm"][0]
     assert all(la["update_ratio"] is None for la in rows[0]["layers"])
     # A healthy run gets a clean bill, and says so with numbers.
-    summary = json.loads((paired_runs["diagnosed"] / train.SUMMARY).read_text())
+    summary = json.loads((paired_runs["diagnosed"] / rundir.SUMMARY).read_text())
     assert summary["diagnosis"] == []
 
 
@@ -221,7 +224,7 @@ def test_plots_are_written_and_consistent(paired_runs, mnist) -> None:
     assert not (paired_runs["plain"] / plots.CONFUSION).exists()
     # `python -m jaxmlp.plots RUN_DIR` redraws them from the folder alone.
     (out / plots.CONFUSION).unlink()
-    assert plots.main([str(out)]) == 0
+    assert plots_cli.main([str(out)]) == 0
     assert (out / plots.CONFUSION).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     counts = plots.confusion_counts(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
     assert counts.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
@@ -236,9 +239,9 @@ def test_deep_sigmoid_with_tiny_init_reports_vanishing_gradients(tmp_path, mnist
     found = {f["code"]: f for f in summary["diagnosis"]}
     assert "vanishing_gradients" in found, summary["diagnosis"]
     assert "sigmoid" in found["vanishing_gradients"]["message"]
-    rows = diagnostics.read_rows(tmp_path / "sig")
+    rows = rundir.RunDir(tmp_path / "sig").diagnostics()
     g = [layer["grad_norm"] for layer in rows[-1]["layers"]]
-    assert g[0] / g[-1] < diagnostics.VANISHING_RATIO
+    assert g[0] / g[-1] < report.VANISHING_RATIO
     assert any("vanishing gradients" in line for line in logs)
 
 
@@ -257,12 +260,12 @@ def test_diverging_run_names_the_step_and_exits_nonzero(tmp_path, mnist_dir, cap
     err = capsys.readouterr().err
     assert "non-finite" in err and "epoch 1, step" in err and "Traceback" not in err
     assert "Diagnostics: the first non-finite value was" in err
-    bad = read_jsonl(out / train.METRICS)[-1]
-    rows = diagnostics.read_rows(out)
+    bad = read_jsonl(out / rundir.METRICS)[-1]
+    rows = rundir.RunDir(out).diagnostics()
     first = rows[-1]["first_nonfinite"]
     assert first is not None and first["step"] <= bad["diverged_at_step"]
     assert f"step {bad['diverged_at_step']} of" in err
-    assert not (out / train.CHECKPOINT).exists()
+    assert not (out / rundir.CHECKPOINT).exists()
 
 
 def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, capsys) -> None:
@@ -273,29 +276,29 @@ def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, ca
     config = small(mnist_dir, optimizer="sgd", learning_rate=0.05, schedule="constant",
                    epochs=3, error="mse", output="none")
     train.run(config, out, progress=False, log=lambda s: None, max_epochs=1, diagnose=True)
-    saved = (out / train.CHECKPOINT).read_bytes()
-    assert [r["epoch"] for r in diagnostics.read_rows(out)] == [0, 1]
-    record = json.loads((out / train.CONFIG_JSON).read_text())
+    saved = (out / rundir.CHECKPOINT).read_bytes()
+    assert [r["epoch"] for r in rundir.RunDir(out).diagnostics()] == [0, 1]
+    record = json.loads((out / rundir.CONFIG_JSON).read_text())
     record["config"]["input_scale"] = "raw"
-    (out / train.CONFIG_JSON).write_text(json.dumps(record))
+    (out / rundir.CONFIG_JSON).write_text(json.dumps(record))
 
     with pytest.raises(SystemExit) as exc:
         train.main(["--resume", str(out), "--no-progress", "--diagnose"])
     assert exc.value.code == 3
     err = capsys.readouterr().err
     assert "at epoch 2, step" in err and "last good checkpoint (epoch 1)" in err
-    rows = diagnostics.read_rows(out)
+    rows = rundir.RunDir(out).diagnostics()
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert rows[1]["first_nonfinite"] is None and rows[2]["first_nonfinite"] is not None
-    assert (out / train.CHECKPOINT).read_bytes() == saved
+    assert (out / rundir.CHECKPOINT).read_bytes() == saved
     template = train.init_state(jax.random.key(0), config, train.Hyper(*[np.float32(1)] * 4),
                                 train.make_optimizer(config, 8), train.model_sizes(config, 784))
-    state, meta = checkpoint.load(out / train.CHECKPOINT, template)
+    state, meta = checkpoint.load(out / rundir.CHECKPOINT, template)
     assert meta == {"epoch": 1}
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
-def test_make_train_with_diagnostics_equals_make_train(mnist) -> None:
+def test_make_train_with_statistics_and_probes_equals_make_train(mnist) -> None:
     config = Config(hidden=(16,), batch_size=16, epochs=2, optimizer="momentum",
                     learning_rate=0.05, schedule="constant")
     dev = train.DeviceData(jnp.asarray(data.flatten(mnist.x_train[:64])),
@@ -305,14 +308,16 @@ def test_make_train_with_diagnostics_equals_make_train(mnist) -> None:
     hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
     key = jax.random.key(3)
     state, metrics = jax.jit(train.make_train(config))(key, dev, hyper)
-    state_d, metrics_d, initial, diags = jax.jit(
-        diagnostics.make_train_with_diagnostics(config))(key, dev, hyper)
+    state_d, metrics_d = jax.jit(loop.make_train(
+        config, step_stats=probes.step_statistics(), probe=probes.make_probe(config)))(
+            key, dev, hyper)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(state_d), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(metrics.test_accuracy, metrics_d.test_accuracy)
-    rows = diagnostics.rows_from_train(config, [784, 16, 10], initial, diags, steps=4)
+    rows = diagnostics.rows_from_train(config, [784, 16, 10], metrics_d.probe,
+                                       metrics_d.step_stats)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    assert diagnostics.diagnose(config, rows) is not None
+    assert report.diagnose(config, rows) is not None
 
 
 def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:
@@ -322,7 +327,7 @@ def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:
     out = capsys.readouterr().out
     assert "100% training accuracy on 32 examples after" in out
     record = json.loads((tmp_path / "of" / "overfit.json").read_text())
-    assert record["reached"] and 0 < record["steps"] < diagnostics.OVERFIT_MAX_STEPS
+    assert record["reached"] and 0 < record["steps"] < overfit.OVERFIT_MAX_STEPS
     assert record["accuracy"][record["steps"]] == 1.0
     assert max(record["accuracy"][: record["steps"]]) < 1.0
     # A learning rate far too small cannot get there: reported, exit status 1.

@@ -24,6 +24,7 @@ import pytest
 
 from jaxmlp import gradcheck, numpy_mlp
 from jaxmlp.config import ACTIVATIONS, Config
+from jaxmlp.gradcheck import cli as gradcheck_cli
 from jaxmlp.losses import Batch, loss_fn
 
 NUMPY_TOLERANCE = 1e-10
@@ -123,14 +124,14 @@ def test_a_wrong_gradient_is_caught(kind: str, toy: gradcheck.Problem) -> None:
 
 
 def test_gradcheck_command_fails_loudly_on_a_wrong_gradient(capsys) -> None:
-    assert gradcheck.main(["--quick", "--wrong", "activation"]) == 1
+    assert gradcheck_cli.main(["--quick", "--wrong", "activation"]) == 1
     captured = capsys.readouterr()
     assert "GRADIENT CHECK FAILED" in captured.err
     assert "FAIL" in captured.out
 
 
 def test_gradcheck_command_passes_and_prints_tables(capsys) -> None:
-    assert gradcheck.main(["--quick"]) == 0
+    assert gradcheck_cli.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "gradient check passed" in out
     rows = [line for line in out.splitlines()

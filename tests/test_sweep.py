@@ -25,8 +25,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, data, stats, sweep, train
+from jaxmlp import checkpoint, data, loop, probes, rundir, runner, stats, sweep
 from jaxmlp.config import Config
+from jaxmlp.losses import Batch
+from jaxmlp.sweep import cli as sweep_cli
 
 REPO = Path(__file__).resolve().parent.parent
 PARAM_ATOL = 1e-5
@@ -59,8 +61,8 @@ def whole(base: Config, tmp_path_factory: pytest.TempPathFactory) -> sweep.Sweep
     return sweep.run_sweep(small_spec(base), tmp_path_factory.mktemp("whole"), progress=False)
 
 
-def _dev(dataset: data.Dataset, config: Config) -> train.DeviceData:
-    dev = train.device_data(dataset, config)
+def _dev(dataset: data.Dataset, config: Config) -> loop.DeviceData:
+    dev = loop.device_data(dataset, config)
     return dev._replace(x_test=dev.x_test[:TEST_SUBSET], y_test=dev.y_test[:TEST_SUBSET])
 
 
@@ -90,8 +92,8 @@ def test_each_run_equals_make_train_alone(whole: sweep.SweepResult, dataset: dat
     for run in whole.runs:
         key = sweep.structural_key(run.config)
         if key not in alone_fns:
-            alone_fns[key] = jax.jit(train.make_train(run.config))
-        hyper = train.hyper_from_config(run.config, x_train)
+            alone_fns[key] = jax.jit(loop.make_train(run.config))
+        hyper = loop.hyper_from_config(run.config, x_train)
         state, m = alone_fns[key](jax.random.key(run.seed), dev, hyper)
         alone = {k: np.asarray(getattr(m, k)) for k in sweep.RESULT_FIELDS}
         assert_same_metrics(whole.results[run.index], alone, f"run {run.index}")
@@ -115,8 +117,8 @@ def test_every_layout_of_runs_trains_the_same_runs(base: Config, dataset: data.D
     x = np.asarray(dev.x_train)
     configs = [dataclasses.replace(base, seed=s, learning_rate=lr)
                for s, lr in ((0, 0.1), (1, 0.05), (2, 0.1), (3, 0.2))]
-    alone = jax.jit(train.make_train(base))
-    expected = [alone(jax.random.key(c.seed), dev, train.hyper_from_config(c, x))[0].params
+    alone = jax.jit(loop.make_train(base))
+    expected = [alone(jax.random.key(c.seed), dev, loop.hyper_from_config(c, x))[0].params
                 for c in configs]
     mesh = sweep.run_mesh(jax.devices()[:1])
     temp = {}
@@ -192,7 +194,7 @@ def test_cli_splits_the_cpu_into_devices_with_the_same_results(base: Config,
 
 def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: data.Dataset,
                                            tmp_path: Path) -> None:
-    """The same configuration through `jaxmlp.train.run` (what `python -m jaxmlp.train` does):
+    """The same configuration through `jaxmlp.runner.run` (what `python -m jaxmlp.train` runs):
     same per-epoch metrics, same final parameters."""
     run = next(r for r in whole.runs if r.config.learning_rate == 0.1 and r.seed == 2
                and r.config.example_reduction == "mean")
@@ -200,19 +202,19 @@ def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: da
     # The CLI evaluates on the whole test set: compare against a sweep run that does too.
     spec = sweep.make_spec(config, seeds=[run.seed])
     mine = sweep.run_sweep(spec, tmp_path / "sweep", progress=False, plots=False).results[0]
-    train.run(config, tmp_path / "cli", progress=False, log=lambda s: None)
-    lines = (tmp_path / "cli" / train.METRICS).read_text().splitlines()
+    runner.run(config, tmp_path / "cli", progress=False, log=lambda s: None)
+    lines = (tmp_path / "cli" / rundir.METRICS).read_text().splitlines()
     cli = {k: np.asarray([json.loads(s)[k] for s in lines]) for k in sweep.RESULT_FIELDS}
     for k in ("train_loss", "test_loss"):
         np.testing.assert_allclose(mine[k], cli[k], rtol=LOSS_RTOL, err_msg=k)
     for k in ("train_accuracy", "test_accuracy"):
         np.testing.assert_allclose(mine[k], cli[k], atol=1e-4 + 1e-6, rtol=0, err_msg=k)
-    dev = train.device_data(dataset, config)
+    dev = loop.device_data(dataset, config)
     out = sweep.train_runs([config], dev, keep_params=True)
-    template = train.init_state(jax.random.key(0), config, train.hyper_from_config(
-        config, np.asarray(dev.x_train)), train.make_optimizer(config, 8),
-        train.model_sizes(config, 784))
-    state, _ = checkpoint.load(tmp_path / "cli" / train.CHECKPOINT, template)
+    template = loop.init_state(jax.random.key(0), config, loop.hyper_from_config(
+        config, np.asarray(dev.x_train)), loop.make_optimizer(config, 8),
+        loop.model_sizes(config, 784))
+    state, _ = checkpoint.load(tmp_path / "cli" / rundir.CHECKPOINT, template)
     params = jax.tree.map(lambda a: a[0], out["params"])
     assert max_param_diff(params, state.params) <= PARAM_ATOL
 
@@ -225,9 +227,9 @@ def test_divergence_is_caught_at_the_same_step_as_the_cli(base: Config, tmp_path
     result = sweep.run_sweep(spec, tmp_path / "s", progress=False, plots=False)
     res = result.results[0]
     assert res["nonfinite"][0] and res["first_bad_step"][0] >= 0
-    with pytest.raises(train.Diverged):
-        train.run(bad, tmp_path / "cli", progress=False, log=lambda s: None)
-    bad_line = json.loads((tmp_path / "cli" / train.METRICS).read_text().splitlines()[-1])
+    with pytest.raises(runner.Diverged):
+        runner.run(bad, tmp_path / "cli", progress=False, log=lambda s: None)
+    bad_line = json.loads((tmp_path / "cli" / rundir.METRICS).read_text().splitlines()[-1])
     assert bad_line["epoch"] == 1
     assert bad_line["diverged_at_step"] == int(res["first_bad_step"][0]) + 1
     rows = list(csv.DictReader(open(tmp_path / "s" / "results.csv")))
@@ -255,8 +257,9 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(base: Config,
     try:
         structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
         grid = {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
+        cache = sweep.ProgramCache()  # shared by both sweeps
         r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
-                            progress=False, plots=False)
+                            progress=False, plots=False, programs=cache)
         first = [n for n in compiled if n == "jit(train_runs)"]
         assert r.record["num_runs"] == 64 and r.record["num_programs"] == 2
         assert len(first) == 2
@@ -264,7 +267,7 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(base: Config,
         # Other learning rates and seeds of the same structures: nothing new to compile.
         grid["learning_rate"] = [0.2, 0.5, 1.0, 2.0]
         r2 = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "b",
-                             progress=False, plots=False)
+                             progress=False, plots=False, programs=cache)
         assert len([n for n in compiled if n == "jit(train_runs)"]) == 2
         assert r2.record["sessions"][-1]["programs_reused"] == 2
     finally:
@@ -443,7 +446,7 @@ def test_a_different_sweep_in_the_same_folder_is_refused(base: Config,
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     try:
-        code = sweep.main(argv)
+        code = sweep_cli.main(argv)
     except SystemExit as e:
         code = e.code
     out, err = capsys.readouterr()
@@ -565,37 +568,43 @@ def test_lockstep_comparison_follows_make_train(base: Config, dataset: data.Data
     x = np.asarray(dev.x_train)
     a = base
     b = dataclasses.replace(base, example_reduction="sum", learning_rate=base.learning_rate / 24)
-    out = sweep.compare_trajectories(a, b, [0, 1], dev, train.hyper_from_config(a, x),
-                                     train.hyper_from_config(b, x))
+    out = sweep.compare_trajectories(a, b, [0, 1], dev, loop.hyper_from_config(a, x),
+                                     loop.hyper_from_config(b, x))
     assert out["max_abs_diff"].shape == (2, base.epochs * 8)
-    state, _ = jax.jit(train.make_train(a))(jax.random.key(1), dev, train.hyper_from_config(a, x))
+    state, _ = jax.jit(loop.make_train(a))(jax.random.key(1), dev, loop.hyper_from_config(a, x))
     mine = jax.tree.map(lambda p: p[1], out["final_params_a"])
     assert max_param_diff(mine, state.params) <= PARAM_ATOL
     # lr/24 with sum over 32 examples is a different step from lr with the mean: they part.
     assert out["max_abs_diff"].max() > 1e-3
     c = dataclasses.replace(base, example_reduction="sum",
                             learning_rate=base.learning_rate / base.batch_size)
-    out = sweep.compare_trajectories(a, c, [0, 1], dev, train.hyper_from_config(a, x),
-                                     train.hyper_from_config(c, x))
+    out = sweep.compare_trajectories(a, c, [0, 1], dev, loop.hyper_from_config(a, x),
+                                     loop.hyper_from_config(c, x))
     assert out["max_abs_diff"].max() <= PARAM_ATOL
 
 
 def test_unit_probes_on_constructed_networks() -> None:
+    """The sweep's probe columns are `probes.probe_stats` fields (`dead_units` = `stuck_all`)."""
     import jax.numpy as jnp
 
     x = jnp.ones((4, 3))
+
+    def probe(params: list, activation: str) -> probes.ProbeStats:
+        batch = Batch(x, jnp.zeros(4, jnp.int32))
+        return probes.probe_stats(params, batch, Config(hidden=(2,), activation=activation))
+
     dead = [{"w": -jnp.ones((3, 2)), "b": jnp.zeros(2)}, {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
-    p = sweep.unit_probes(dead, x, "relu")
-    assert float(p["dead_units"]) == 1.0 and float(p["input_blind"]) == 1.0
-    assert float(p["zero_outputs"]) == 1.0 and float(p["blocked"]) == 1.0
+    p = probe(dead, "relu")
+    assert float(p.stuck_all) == 1.0 and float(p.input_blind) == 1.0
+    assert float(p.zero_outputs) == 1.0 and float(p.blocked) == 1.0
     alive = [{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}, {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
-    p = sweep.unit_probes(alive, x, "relu")
-    assert float(p["dead_units"]) == 0.0 and float(p["input_blind"]) == 0.0
-    assert float(p["zero_outputs"]) == 0.0
+    p = probe(alive, "relu")
+    assert float(p.stuck_all) == 0.0 and float(p.input_blind) == 0.0
+    assert float(p.zero_outputs) == 0.0
     saturated = [{"w": 10 * jnp.ones((3, 2)), "b": jnp.zeros(2)},
                  {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}]
-    p = sweep.unit_probes(saturated, x, "tanh")
-    assert float(p["dead_units"]) == 1.0 and float(p["blocked"]) == 1.0
+    p = probe(saturated, "tanh")
+    assert float(p.stuck_all) == 1.0 and float(p.blocked) == 1.0
 
 
 def test_bootstrap_interval() -> None:

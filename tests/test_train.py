@@ -20,8 +20,7 @@ from test_losses import VARIANTS, assert_close_scaled, variant_id
 
 from jaxmlp import data
 from jaxmlp.config import Config
-from jaxmlp.train import (
-    CHECKPOINT,
+from jaxmlp.loop import (
     DeviceData,
     hyper_from_config,
     init_state,
@@ -30,9 +29,10 @@ from jaxmlp.train import (
     make_step,
     make_train,
     model_sizes,
-    run,
     run_keys,
 )
+from jaxmlp.rundir import CHECKPOINT
+from jaxmlp.runner import run
 
 TINY = Config(dataset="mnist", hidden=(16,), batch_size=16, epochs=2, train_subset=64,
               optimizer="momentum", learning_rate=0.05, schedule="constant")

@@ -34,7 +34,6 @@ from jaxmlp.gradcheck.check import (
     probe_directions,
     relative_error,
 )
-from jaxmlp.gradcheck.cli import main
 from jaxmlp.gradcheck.gradients import WRONG_KINDS, GradFn, jax_grad, wrong_grad
 from jaxmlp.gradcheck.problems import (
     Problem,
@@ -69,7 +68,6 @@ __all__ = [
     "init_params",
     "jax_grad",
     "loss_variants",
-    "main",
     "mnist_problem",
     "probe_directions",
     "relative_error",

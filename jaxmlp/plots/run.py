@@ -1,4 +1,4 @@
-"""Pictures of a run (`python -m jaxmlp.train --plots`, or `python -m jaxmlp.plots RUN_DIR`).
+"""Pictures of one run (`python -m jaxmlp.train --plots`, or `python -m jaxmlp.plots RUN_DIR`).
 
 - learning_curves.png: training and test loss and accuracy per epoch;
 - gradient_norms.png: each layer's gradient norm at every step (from diagnostics.jsonl), on a
@@ -12,16 +12,19 @@ matplotlib's Agg backend renders straight to files: no display needed (CI, ssh).
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
+
+from jaxmlp.config import Config
+from jaxmlp.data import Dataset
+from jaxmlp.loop import DeviceData, Hyper, scale_inputs
+from jaxmlp.losses import predict_labels
+from jaxmlp.model import Params, mlp_apply
 
 LEARNING_CURVES = "learning_curves.png"
 GRADIENT_NORMS = "gradient_norms.png"
@@ -167,17 +170,12 @@ def misclassified(images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
     return len(wrong)
 
 
-def predict_test(config: Any, params: Any, dev: Any, hyper: Any, chunk: int = 2000
-                 ) -> np.ndarray:
+def predict_test(config: Config, params: Params, dev: DeviceData, hyper: Hyper,
+                 chunk: int = 2000) -> np.ndarray:
     """Predicted class of every test example (chunked so memory stays bounded)."""
-    import jax
-
-    from jaxmlp.losses import predict_labels
-    from jaxmlp.model import mlp_apply
-    from jaxmlp.train import scale_inputs
 
     @jax.jit
-    def predict(params: Any, x: jax.Array) -> jax.Array:
+    def predict(params: Params, x: jax.Array) -> jax.Array:
         return predict_labels(mlp_apply(params, scale_inputs(x, hyper), config.activation),
                               config)
 
@@ -186,8 +184,8 @@ def predict_test(config: Any, params: Any, dev: Any, hyper: Any, chunk: int = 20
                            for i in range(0, n, chunk)])
 
 
-def write_run_plots(out: str | os.PathLike, config: Any, params: Any, dataset: Any, dev: Any,
-                    hyper: Any, history: Sequence[dict[str, Any]],
+def write_run_plots(out: str | os.PathLike, config: Config, params: Params, dataset: Dataset,
+                    dev: DeviceData, hyper: Hyper, history: Sequence[dict[str, Any]],
                     rows: Sequence[dict[str, Any]]) -> list[str]:
     """Write every plot of a run into `out`; returns the file names written."""
     out = Path(out)
@@ -204,51 +202,3 @@ def write_run_plots(out: str | os.PathLike, config: Any, params: Any, dataset: A
     misclassified(np.asarray(dataset.x_test), y_true, y_pred, out / MISCLASSIFIED)
     written += [CONFUSION, MISCLASSIFIED]
     return written
-
-
-def plot_run_folder(run_dir: str | os.PathLike) -> list[str]:
-    """Re-draw the plots of a finished (or interrupted) run from what its folder holds."""
-    import jax
-
-    from jaxmlp import checkpoint, diagnostics, train
-    from jaxmlp.config import Config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / train.CONFIG_JSON).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a jaxmlp run folder (no {train.CONFIG_JSON})")
-    recorded = json.loads((run_dir / train.CONFIG_JSON).read_text())
-    config = dataclasses.replace(Config.from_dict(recorded["config"]),
-                                 dataset=recorded["dataset"]["used"])
-    dataset, _ = train.load_data(config, progress=False)
-    dev = train.device_data(dataset, config)
-    hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
-    num_steps = train.steps_per_epoch(config, dev.x_train.shape[0])
-    tx = train.make_optimizer(config, num_steps)
-    sizes = train.model_sizes(config, dev.x_train.shape[1], dataset.num_classes)
-    template = train.init_state(jax.random.key(0), config, hyper, tx, sizes)
-    state, _ = checkpoint.load(run_dir / train.CHECKPOINT, template)
-    lines = (run_dir / train.METRICS).read_text().splitlines()
-    history = [h for h in (json.loads(s) for s in lines if s.strip())
-               if h.get("train_loss") is not None]
-    return write_run_plots(run_dir, config, state.params, dataset, dev, hyper, history,
-                           diagnostics.read_rows(run_dir))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from jaxmlp import checkpoint, cli, data
-    from jaxmlp.config import ConfigError
-
-    parser = argparse.ArgumentParser(prog="python -m jaxmlp.plots",
-                                     description="Draw the plots of a jaxmlp run folder.")
-    parser.add_argument("run_dir", help="a folder written by python -m jaxmlp.train")
-    args = parser.parse_args(argv)
-    try:
-        written = plot_run_folder(args.run_dir)
-    except (ConfigError, data.DataError, checkpoint.CheckpointError, FileNotFoundError) as e:
-        cli.fail(str(e))
-    print(f"wrote {', '.join(written)} in {args.run_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,380 @@
+"""The training loop, as pure functions: one step, one epoch, one whole run.
+
+Read top to bottom:
+
+1. `Hyper`, `DeviceData`, `TrainState`: the values a run is a function of.
+2. `make_optimizer`: optax, with the learning rate stored in the optimizer state, so it is a
+   traced value (a sweep can vmap over it) instead of a constant baked into the program.
+3. `make_step` / `make_epoch`: one update is a pure function; one epoch is a `lax.scan` of steps
+   over minibatches drawn on the device (`epoch_order`, the one shuffle), with no host
+   synchronisation inside. `make_step(config, tx, stats)` also returns per-step statistics
+   (`jaxmlp.probes` has the ones `--diagnose` records), so diagnostics reuse this loop.
+4. `make_train(config) -> train(key, data, hyper)`: a whole run (init, epochs, evaluation) as one
+   pure function of a PRNG key, to `jit` or `vmap` over seeds and hyperparameters.
+
+Nothing here prints, writes files or waits for the device: that is `jaxmlp.runner`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmlp import data
+from jaxmlp.config import Config
+from jaxmlp.losses import Batch, num_outputs, per_example_loss, predict_labels, reduce_examples
+from jaxmlp.model import Params, init_mlp, layer_sizes, mlp_apply, training_activations
+
+# --- 1. what a run is a function of ---------------------------------------------------------------
+
+
+class Hyper(NamedTuple):
+    """Numeric settings that enter the compiled program as values, not constants.
+
+    Changing them does not recompile, and `jax.vmap` can batch runs over them. Inputs reach the
+    network as `pixels * input_scale + input_shift` (see `data.input_affine`).
+    """
+
+    learning_rate: jax.Array
+    input_scale: jax.Array
+    input_shift: jax.Array
+    init_scale: jax.Array
+
+
+class DeviceData(NamedTuple):
+    """The data set, resident on the device: flattened uint8 pixels and int32 labels.
+
+    Kept as uint8 (a quarter of float32's memory) and scaled per batch inside the step, where
+    the conversion fuses into the first matrix product.
+    """
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+
+class TrainState(NamedTuple):
+    params: Params
+    opt_state: optax.OptState
+
+
+class StepValues(NamedTuple):
+    """What one step computed, handed to a `stats` function of `make_step`."""
+
+    grads: Params
+    updates: Params
+    activations: list[jax.Array]  # every layer's output: hidden activations, then the logits
+    loss: jax.Array  # the reduced loss that was differentiated
+    step: jax.Array  # the step's index in its epoch (int32)
+
+
+class StepMetrics(NamedTuple):
+    loss: jax.Array  # mean per-example loss, whatever the reduction
+    accuracy: jax.Array
+    stats: Any = None  # `stats(StepValues)` when `make_step` was given one
+
+
+class EpochMetrics(NamedTuple):
+    """Computed on the device during an epoch; fetched once per epoch."""
+
+    train_loss: jax.Array  # mean per-example loss over the epoch's batches
+    train_accuracy: jax.Array
+    step_loss: jax.Array  # (steps,) mean per-example loss of each step
+    first_bad_step: jax.Array  # first step whose loss was not finite, or -1
+    step_stats: Any = None  # every step's `stats`, stacked (leading axis: steps)
+
+
+class RunMetrics(NamedTuple):
+    """Per-epoch metrics of a whole run, each with a leading axis of length epochs."""
+
+    train_loss: jax.Array
+    train_accuracy: jax.Array
+    test_loss: jax.Array
+    test_accuracy: jax.Array
+    first_bad_step: jax.Array
+    step_stats: Any = None  # (epochs, steps, ...) when `make_train` was given `step_stats`
+    probe: Any = None  # (epochs + 1, ...) when given `probe`: [0] at initialisation, [e] after e
+
+
+StatsFn = Callable[[StepValues], Any]
+ProbeFn = Callable[[Params, DeviceData, Hyper], Any]
+
+
+def hyper_from_config(config: Config, x_train: np.ndarray) -> Hyper:
+    """The `Hyper` values a configuration asks for (the input affine map needs the training set)."""
+    scale, shift = data.input_affine(config.input_scale, x_train)
+    f32 = np.float32
+    return Hyper(f32(config.learning_rate), f32(scale), f32(shift), f32(config.init_scale))
+
+
+def device_data(dataset: data.Dataset, config: Config) -> DeviceData:
+    """Flatten (28x28 -> 784), take the training subset, and put everything on the device."""
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if config.train_subset is not None:
+        x_train, y_train = x_train[: config.train_subset], y_train[: config.train_subset]
+    return DeviceData(
+        jax.device_put(data.flatten(x_train)),
+        jax.device_put(y_train.astype(np.int32)),
+        jax.device_put(data.flatten(dataset.x_test)),
+        jax.device_put(dataset.y_test.astype(np.int32)),
+    )
+
+
+def steps_per_epoch(config: Config, num_train: int) -> int:
+    return num_train // config.batch_size
+
+
+def model_sizes(config: Config, num_inputs: int, num_classes: int = 10) -> list[int]:
+    return layer_sizes(num_inputs, config.hidden, num_outputs(config, num_classes))
+
+
+# --- 2. the optimizer -----------------------------------------------------------------------------
+
+
+def make_optimizer(config: Config, num_steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optax optimizer with its schedule; the peak learning rate lives in the state.
+
+    `optax.inject_hyperparams` rebuilds the transformation from `opt_state.hyperparams` on every
+    update, so one compiled step serves every learning rate (see `init_state`).
+    """
+    total = config.epochs * num_steps_per_epoch
+    warmup = round(config.warmup_epochs * num_steps_per_epoch)
+
+    # The schedule's shape peaks at 1 and is scaled by the (traced) peak learning rate: optax's
+    # schedule constructors branch on their peak value in Python, so it cannot be traced there.
+    if config.schedule == "constant":
+        shape = optax.constant_schedule(1.0)
+    elif config.schedule == "cosine":
+        shape = optax.cosine_decay_schedule(1.0, max(total, 1))
+    else:
+        shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, max(total, warmup + 1))
+
+    def build(learning_rate: jax.Array) -> optax.GradientTransformation:
+        def lr(count: jax.Array) -> jax.Array:
+            return learning_rate * shape(count)
+
+        if config.optimizer == "adam":
+            if config.weight_decay:
+                return optax.adamw(lr, weight_decay=config.weight_decay)
+            return optax.adam(lr)
+        momentum = config.momentum if config.optimizer == "momentum" else None
+        tx = optax.sgd(lr, momentum=momentum)
+        if config.weight_decay:
+            tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+        return tx
+
+    return optax.inject_hyperparams(build)(learning_rate=config.learning_rate)
+
+
+def init_state(
+    key: jax.Array,
+    config: Config,
+    hyper: Hyper,
+    tx: optax.GradientTransformation,
+    sizes: list[int],
+) -> TrainState:
+    """Fresh parameters and optimizer state, with the (possibly traced) learning rate set."""
+    params = init_mlp(key, sizes, config.init, hyper.init_scale)
+    opt_state = tx.init(params)
+    lr = jnp.asarray(hyper.learning_rate, jnp.float32)
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
+    return TrainState(params, opt_state)
+
+
+def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Split a run's key into (init key, data key); epoch e shuffles with fold_in(data key, e).
+
+    Deriving each epoch's key from its number, not from a chain of splits, is what lets a
+    resumed run draw exactly the batches an uninterrupted one would.
+    """
+    init_key, data_key = jax.random.split(key)
+    return init_key, data_key
+
+
+def initial_state(
+    key: jax.Array, config: Config, dev: DeviceData, hyper: Hyper, num_classes: int = 10
+) -> tuple[TrainState, jax.Array, optax.GradientTransformation]:
+    """(state, data key, optimizer) a run starts from: the one place a run's key is split."""
+    tx = make_optimizer(config, steps_per_epoch(config, dev.x_train.shape[0]))
+    init_key, data_key = run_keys(key)
+    sizes = model_sizes(config, dev.x_train.shape[1], num_classes)
+    return init_state(init_key, config, hyper, tx, sizes), data_key, tx
+
+
+# --- 3. one step, one epoch -----------------------------------------------------------------------
+
+
+def scale_inputs(pixels: jax.Array, hyper: Hyper) -> jax.Array:
+    return pixels.astype(jnp.float32) * hyper.input_scale + hyper.input_shift
+
+
+def make_step(
+    config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None
+) -> Callable[..., tuple[TrainState, StepMetrics]]:
+    """`step(state, batch, i=0) -> (state, StepMetrics)`: one optimizer update.
+
+    With `stats`, the step also returns `stats(StepValues(...))`: statistics of values the step
+    has anyway (gradients, updates, activations), so the update itself is the same computation
+    and the parameters come out bitwise the same.
+    """
+
+    def objective(params: Params, batch: Batch) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        acts = training_activations(params, batch.x, config.activation)
+        per_example = per_example_loss(acts[-1], batch.y, config)
+        return reduce_examples(per_example, config.example_reduction), (per_example, acts)
+
+    def step(state: TrainState, batch: Batch, i: jax.Array | int = 0
+             ) -> tuple[TrainState, StepMetrics]:
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        (loss, (per_example, acts)), grads = grad_fn(state.params, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        accuracy = jnp.mean(predict_labels(acts[-1], config) == batch.y)
+        extra = None
+        if stats is not None:
+            extra = stats(StepValues(grads, updates, acts, loss, jnp.asarray(i, jnp.int32)))
+        # The mean per-example loss is reported whatever the reduction, so that runs with sum
+        # and mean reduction can be compared on one scale.
+        return TrainState(params, opt_state), StepMetrics(jnp.mean(per_example), accuracy, extra)
+
+    return step
+
+
+def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """The example indices of one epoch's batches, shape (n // batch_size, batch_size).
+
+    A fresh permutation per epoch with the last partial batch dropped. The one shuffle of the
+    package; public so that other implementations (the PyTorch and NumPy benchmarks) can train
+    on exactly the same batches.
+    """
+    num_steps = n // batch_size
+    order = jax.random.permutation(key, n)[: num_steps * batch_size]
+    return order.reshape(num_steps, batch_size)
+
+
+def make_epoch(
+    config: Config,
+    tx: optax.GradientTransformation,
+    step: Callable[..., tuple[TrainState, StepMetrics]] | None = None,
+) -> Callable[[TrainState, DeviceData, Hyper, jax.Array], tuple[TrainState, EpochMetrics]]:
+    """`epoch(state, data, hyper, key)`: shuffle on the device, then scan `step` (default:
+    `make_step(config, tx)`) over the batches.
+
+    The whole epoch is one XLA program: batches are gathered from the resident data by index,
+    nothing returns to Python until the epoch ends. The last partial batch is dropped so every
+    step has the same shape (one compilation).
+    """
+    step = make_step(config, tx) if step is None else step
+    batch_size = config.batch_size
+
+    def epoch(
+        state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
+    ) -> tuple[TrainState, EpochMetrics]:
+        order = epoch_order(key, dev.x_train.shape[0], batch_size)
+        num_steps = order.shape[0]
+
+        def body(
+            carry: tuple[TrainState, jax.Array], xs: tuple[jax.Array, jax.Array]
+        ) -> tuple[tuple[TrainState, jax.Array], StepMetrics]:
+            state, first_bad = carry
+            i, idx = xs
+            batch = Batch(scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx])
+            state, out = step(state, batch, i)
+            first_bad = jnp.where((first_bad < 0) & ~jnp.isfinite(out.loss), i, first_bad)
+            return (state, first_bad), out
+
+        init = (state, jnp.asarray(-1, jnp.int32))
+        steps = jnp.arange(num_steps, dtype=jnp.int32)
+        (state, first_bad), out = jax.lax.scan(body, init, (steps, order))
+        return state, EpochMetrics(jnp.mean(out.loss), jnp.mean(out.accuracy), out.loss,
+                                   first_bad, out.stats)
+
+    return epoch
+
+
+def make_evaluate(
+    config: Config, chunk: int = 2000
+) -> Callable[[Params, jax.Array, jax.Array, Hyper], tuple[jax.Array, jax.Array]]:
+    """`evaluate(params, pixels, labels, hyper) -> (mean per-example loss, accuracy)`.
+
+    Runs over fixed-size chunks (`lax.map`) so memory stays bounded for any data set size and
+    any number of vmapped runs; the padding of the last chunk is masked out.
+    """
+
+    def evaluate(
+        params: Params, pixels: jax.Array, labels: jax.Array, hyper: Hyper
+    ) -> tuple[jax.Array, jax.Array]:
+        n = pixels.shape[0]
+        size = min(chunk, n)
+        num_chunks = -(-n // size)
+        pad = num_chunks * size - n
+        xs = jnp.pad(pixels, ((0, pad), (0, 0))).reshape(num_chunks, size, -1)
+        ys = jnp.pad(labels, (0, pad)).reshape(num_chunks, size)
+        mask = (jnp.arange(num_chunks * size) < n).reshape(num_chunks, size)
+
+        def one(args: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+            x, y, m = args
+            logits = mlp_apply(params, scale_inputs(x, hyper), config.activation)
+            loss = jnp.sum(jnp.where(m, per_example_loss(logits, y, config), 0.0))
+            correct = jnp.sum(m & (predict_labels(logits, config) == y))
+            return loss, correct
+
+        losses, corrects = jax.lax.map(one, (xs, ys, mask))
+        return jnp.sum(losses) / n, jnp.sum(corrects) / n
+
+    return evaluate
+
+
+# --- 4. a whole run as one function ---------------------------------------------------------------
+
+
+def make_train(
+    config: Config,
+    num_classes: int = 10,
+    *,
+    step_stats: StatsFn | None = None,
+    probe: ProbeFn | None = None,
+) -> Callable[[jax.Array, DeviceData, Hyper], tuple[TrainState, RunMetrics]]:
+    """`train(key, data, hyper) -> (final state, per-epoch RunMetrics)`: a whole run, pure.
+
+        train = make_train(config)
+        state, metrics = jax.jit(train)(jax.random.key(0), dev, hyper)
+        # many seeds and learning rates in one program:
+        jax.vmap(train, in_axes=(0, None, 0))(keys, dev, hypers)
+
+    The data is an argument, not captured: arrays closed over by a jitted function become
+    constants compiled into the program (slow to compile, duplicated in memory). It gives the same
+    parameters as `python -m jaxmlp.train` with the same configuration and seed.
+
+    `step_stats` is handed to `make_step` (its results land in `RunMetrics.step_stats`);
+    `probe(params, data, hyper)` measures the parameters at initialisation and after every epoch
+    (`RunMetrics.probe`). Neither changes the parameters.
+    """
+
+    def train(key: jax.Array, dev: DeviceData, hyper: Hyper) -> tuple[TrainState, RunMetrics]:
+        state, data_key, tx = initial_state(key, config, dev, hyper, num_classes)
+        epoch = make_epoch(config, tx, make_step(config, tx, step_stats))
+        evaluate = make_evaluate(config)
+        initial = probe(state.params, dev, hyper) if probe is not None else None
+
+        def one_epoch(state: TrainState, e: jax.Array) -> tuple[TrainState, RunMetrics]:
+            state, m = epoch(state, dev, hyper, jax.random.fold_in(data_key, e))
+            test_loss, test_accuracy = evaluate(state.params, dev.x_test, dev.y_test, hyper)
+            after = probe(state.params, dev, hyper) if probe is not None else None
+            return state, RunMetrics(m.train_loss, m.train_accuracy, test_loss, test_accuracy,
+                                     m.first_bad_step, m.step_stats, after)
+
+        state, metrics = jax.lax.scan(one_epoch, state, jnp.arange(config.epochs))
+        if probe is not None:
+            probes = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), initial,
+                                  metrics.probe)
+            metrics = metrics._replace(probe=probes)
+        return state, metrics
+
+    return train

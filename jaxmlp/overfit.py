@@ -1,0 +1,105 @@
+"""`--overfit N`: can the network memorise a handful of examples, and how fast?
+
+A network that cannot reach 100% training accuracy on a few examples has a bug or a setting
+that stops it learning, whatever the test set says. This is the pure part: full-batch steps of
+`loop.make_step` in one compiled `lax.while_loop`; `runner.run_overfit` loads the data and
+writes the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.config import Config
+from jaxmlp.loop import DeviceData, Hyper, initial_state, make_step, scale_inputs
+from jaxmlp.losses import Batch
+
+# Give up after this many full-batch steps.
+OVERFIT_MAX_STEPS = 2000
+
+
+class OverfitResult(NamedTuple):
+    examples: int
+    reached: bool  # 100% training accuracy
+    steps: int  # updates until 100% (or the limit)
+    seconds: float  # of those steps, compilation excluded
+    compile_seconds: float
+    loss: np.ndarray  # per step, the loss before the update
+    accuracy: np.ndarray  # per step, the training accuracy before the update
+
+    def describe(self) -> str:
+        start, end = self.loss[0], self.loss[self.steps - 1 if self.reached else -1]
+        if self.reached:
+            head = (f"overfit: 100% training accuracy on {self.examples} examples after "
+                    f"{self.steps} steps ({self.seconds:.2f} s; compile {self.compile_seconds:.2f}"
+                    f" s)")
+        else:
+            head = (f"overfit: did NOT reach 100% training accuracy on {self.examples} examples "
+                    f"in {self.steps} steps ({self.seconds:.2f} s): best "
+                    f"{float(np.max(self.accuracy)):.1%}. A network that cannot memorise a "
+                    f"handful of examples has a bug or a setting that stops it learning: run "
+                    f"with --diagnose")
+        marks = []
+        for level in (0.5, 0.9):
+            hit = np.flatnonzero(self.accuracy >= level)
+            if hit.size:
+                marks.append(f"{level:.0%} after {int(hit[0])} step{'s' * (int(hit[0]) != 1)}")
+        tail = f"; loss {start:.4g} -> {end:.4g}" + (f"; {', '.join(marks)}" if marks else "")
+        return head + tail
+
+
+def overfit_config(config: Config, num_examples: int) -> Config:
+    """The configuration of an overfit run: the first N examples, one full batch, constant lr."""
+    return dataclasses.replace(config, batch_size=num_examples, train_subset=num_examples,
+                               schedule="constant")
+
+
+def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
+            max_steps: int = OVERFIT_MAX_STEPS) -> OverfitResult:
+    """Full-batch training on the first `num_examples` training examples, with a constant
+    learning rate, until they are all classified right or `max_steps` updates are done."""
+    cfg = overfit_config(config, num_examples)
+    small = DeviceData(dev.x_train[:num_examples], dev.y_train[:num_examples], dev.x_test,
+                       dev.y_test)
+    state, _, tx = initial_state(jax.random.key(cfg.seed), cfg, small, hyper)
+    step = make_step(cfg, tx)
+
+    def loop(state: Any, small: DeviceData, hyper: Hyper) -> tuple[jax.Array, ...]:
+        batch = Batch(scale_inputs(small.x_train, hyper), small.y_train)
+        losses = jnp.full((max_steps,), jnp.nan, jnp.float32)
+        accs = jnp.zeros((max_steps,), jnp.float32)
+
+        def cond(c: tuple) -> jax.Array:
+            _, i, acc, _, _ = c
+            return (acc < 1.0) & (i < max_steps)
+
+        def body(c: tuple) -> tuple:
+            state, i, _, losses, accs = c
+            new_state, out = step(state, batch)
+            # The accuracy is of the parameters *before* this update: on reaching 100%, keep
+            # them and stop, so `i` counts the updates that got there.
+            done = out.accuracy >= 1.0
+            state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new_state)
+            return (state, i + jnp.where(done, 0, 1), out.accuracy, losses.at[i].set(out.loss),
+                    accs.at[i].set(out.accuracy))
+
+        c = (state, jnp.asarray(0, jnp.int32), jnp.asarray(0.0, jnp.float32), losses, accs)
+        _, steps, _, losses, accs = jax.lax.while_loop(cond, body, c)
+        return steps, losses, accs
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(loop).lower(state, small, hyper).compile()
+    t1 = time.perf_counter()
+    steps, losses, accs = jax.block_until_ready(compiled(state, small, hyper))
+    seconds = time.perf_counter() - t1
+    steps = int(steps)
+    reached = steps < max_steps  # the loop stops early only on 100% accuracy
+    n = min(steps + 1, max_steps)
+    return OverfitResult(num_examples, reached, steps, seconds, t1 - t0,
+                         np.asarray(losses)[:n], np.asarray(accs)[:n])

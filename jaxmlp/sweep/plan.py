@@ -1,0 +1,86 @@
+"""The plan of a sweep: its runs (variant x seed), grouped by structure into one compiled program
+each, and each group cut into chunks of at most `max_parallel` runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from jaxmlp.config import Config
+from jaxmlp.sweep.spec import SweepSpec
+
+# Settings that reach the program as traced values (see `loop.Hyper`); every other field of
+# `Config` is structural. `input_scale` is a name, but it becomes a traced (scale, shift) pair.
+TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init_scale")
+
+
+class Run(NamedTuple):
+    """One run of the sweep: its index, its variant's index, its seed and its configuration."""
+
+    index: int
+    variant: int
+    seed: int
+    config: Config
+
+
+def plan_runs(spec: SweepSpec) -> list[Run]:
+    """Every (variant, seed) pair, variant-major: run i = variant i // S, seed i % S."""
+    runs = []
+    for v in range(len(spec.variants)):
+        for s in spec.seeds:
+            runs.append(Run(len(runs), v, s, spec.config(v, s)))
+    return runs
+
+
+def structural_key(config: Config) -> Config:
+    """The configuration with its traced settings blanked: equal keys share one program."""
+    return dataclasses.replace(config, seed=0, learning_rate=1.0, input_scale="unit",
+                               init_scale=1.0)
+
+
+def group_runs(runs: Sequence[Run]) -> list[tuple[Config, list[int]]]:
+    """Runs grouped by structure, in order of first appearance: one compiled program each."""
+    groups: dict[Config, list[int]] = {}
+    for r in runs:
+        groups.setdefault(structural_key(r.config), []).append(r.index)
+    return list(groups.items())
+
+
+class Chunk(NamedTuple):
+    """Runs of one group trained by one call of its program (and saved as one file)."""
+
+    group: int
+    runs: tuple[int, ...]
+    size: int  # the program's run-axis length: len(runs) plus padding
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(",".join(map(str, self.runs)).encode()).hexdigest()[:10]
+        return f"g{self.group:03d}-r{self.runs[0]:05d}-{digest}"
+
+
+def chunk_size(num_runs: int, max_parallel: int | None, num_devices: int) -> int:
+    """Runs per program call: a multiple of the device count (every device gets the same
+    share), all of the group's runs if `max_parallel` allows, else at most `max_parallel`.
+
+    With `max_parallel` below the device count, each device still trains one run.
+    """
+    whole = -(-num_runs // num_devices) * num_devices  # every run, padded to a device multiple
+    if max_parallel is None or whole <= max_parallel:
+        return whole
+    return max(num_devices, max_parallel // num_devices * num_devices)
+
+
+def plan_chunks(
+    groups: Sequence[tuple[Config, list[int]]], max_parallel: int | None, num_devices: int
+) -> list[Chunk]:
+    """Each group's runs, in order, cut into chunks of `chunk_size` runs (the last may be
+    shorter; it is padded when trained)."""
+    chunks = []
+    for g, (_, runs) in enumerate(groups):
+        size = chunk_size(len(runs), max_parallel, num_devices)
+        for start in range(0, len(runs), size):
+            chunks.append(Chunk(g, tuple(runs[start:start + size]), size))
+    return chunks

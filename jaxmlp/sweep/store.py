@@ -1,0 +1,98 @@
+"""A sweep's folder on disk: the chunk files that make resuming possible (written atomically,
+read back with their fingerprints checked), the sweep.json record, and the checks that an output
+folder holds this same sweep."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxmlp import checkpoint
+from jaxmlp.sweep.plan import Chunk
+from jaxmlp.sweep.spec import SweepSpec
+
+SWEEP_JSON = "sweep.json"
+CHUNKS = "chunks"
+
+
+class SweepError(RuntimeError):
+    """The output folder or a finished chunk does not fit this sweep."""
+
+
+def _atomic_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    checkpoint.atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def flatten_result(out: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A program's results as plain arrays, without the parameters (never saved in a chunk)."""
+    return {k: np.asarray(v) for k, v in out.items() if k != "params"}
+
+
+def write_chunk(chunk_dir: Path, chunk: Chunk, arrays: Mapping[str, np.ndarray],
+                fingerprint: str, seconds: float) -> None:
+    """`chunk_dir/chunk-<id>.npz`, atomically: the chunk's per-run arrays (run axis first), its
+    run ids, the sweep's fingerprint and the seconds it trained for."""
+    _atomic_npz(chunk_dir / f"chunk-{chunk.id}.npz", {
+        **arrays,
+        "run_ids": np.asarray(chunk.runs, np.int64),
+        "fingerprint": np.asarray(fingerprint),
+        "seconds": np.asarray(seconds),
+    })
+
+
+def read_chunks(folder: Path, fingerprint: str, num_runs: int) -> dict[int, dict[str, Any]]:
+    """Per-run results from every readable chunk file; unreadable ones are retrained."""
+    done: dict[int, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return done
+    for path in sorted(folder.glob("chunk-*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            print(f"warning: {path} is unreadable; its runs will be trained again",
+                  file=sys.stderr)
+            continue
+        if str(arrays.pop("fingerprint", "")) != fingerprint:
+            raise SweepError(f"{path} belongs to a different sweep; use another --out")
+        ids = arrays.pop("run_ids")
+        arrays.pop("seconds", None)
+        for j, r in enumerate(ids):
+            if not 0 <= int(r) < num_runs:
+                raise SweepError(f"{path} names run {int(r)}, which this sweep does not have")
+            done[int(r)] = {k: v[j] for k, v in arrays.items()}
+    return done
+
+
+def prepare_out(out: Path, spec: SweepSpec) -> dict[str, Any] | None:
+    """Create `out`, or check that it holds this same sweep. Returns the old record, if any."""
+    record_path = out / SWEEP_JSON
+    if record_path.exists():
+        try:
+            old = json.loads(record_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SweepError(f"--out {out}: {SWEEP_JSON} is corrupt ({e}); choose another --out "
+                             "or delete the folder") from None
+        if old.get("fingerprint") != spec.fingerprint():
+            raise SweepError(
+                f"--out {out} holds a different sweep ({old.get('spec', {}).get('name')!r}, "
+                f"fingerprint {old.get('fingerprint')}; this one is {spec.fingerprint()}): its "
+                "variants, seeds or settings differ. Choose another --out, or delete the folder "
+                "to start over."
+            )
+        return old
+    if out.exists() and any(p for p in out.iterdir() if p.name != CHUNKS):
+        raise SweepError(f"--out {out} exists and is not a sweep folder (no {SWEEP_JSON}); "
+                         "choose another --out")
+    return None
+
+
+def write_record(out: Path, record: Mapping[str, Any]) -> None:
+    """`out/sweep.json`, atomically."""
+    checkpoint.atomic_write_text(out / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
