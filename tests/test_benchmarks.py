@@ -52,3 +52,34 @@ def test_bench_sweep_smoke_runs_every_layout_with_the_same_results(mnist_dir: Pa
     # 1e-3 is ten test examples, far above float32 rounding and far below a changed seed).
     accuracies = [rows[(8, m)]["mean_test_accuracy"] for m in ("vmap", "map", "sweep")]
     assert max(accuracies) - min(accuracies) < 1e-3
+
+
+def test_gpu_check_smoke_runs_every_step(mnist_dir: Path, tmp_path: Path) -> None:
+    """The accelerator script's every step runs (here on the CPU, at smoke sizes), writes its
+    JSON and table, and the sweep trains the runs the sequential loop trains."""
+    out = tmp_path / "gc"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--smoke", "--out",
+                           str(out), "--data-dir", str(mnist_dir)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads((out / "gpu_check.json").read_text())
+    steps = result["steps"]
+    assert list(steps) == ["environment", "reference_epoch", "default_train",
+                           "sweep_vs_sequential", "small_sweep"]
+    assert all("error" not in s for s in steps.values())
+    epochs = steps["reference_epoch"]["result"]
+    assert set(epochs) == {"float32", "tf32", "bfloat16"}
+    assert all(e["median_epoch_seconds"] > 0 for e in epochs.values())
+    train = steps["default_train"]["result"]
+    assert train["cold"]["epochs_done"] == train["warm"]["epochs_done"] == 1
+    # The warm run reuses the cold run's compiled programs from the persistent cache.
+    assert train["warm"]["test_accuracy"] == train["cold"]["test_accuracy"]
+    pair = steps["sweep_vs_sequential"]["result"]
+    assert pair["runs"] == 4 and pair["speedup"] > 0
+    # Same runs either way (1e-3 = 10 of the 10,000 test images, far above float32 rounding
+    # between the two programs' kernels, far below a different seed's spread).
+    assert pair["max_accuracy_difference"] < 1e-3
+    assert steps["small_sweep"]["result"]["runs"] == 8
+    table = (out / "gpu_check.md").read_text()
+    assert "reference epoch, float32 matmuls" in table and "sequential / sweep" in table
