@@ -58,6 +58,8 @@ def _layer(i: int, shape: tuple[int, int], hidden: bool, config: Config, probe: 
         "update_ratio": (num(d.update_norm[i] / max(float(probe.param_norm[i]), 1e-30))
                          if d is not None else None),
         "param_norm": num(probe.param_norm[i]),
+        "param_max": num(probe.param_max[i]),
+        "pre_std": num(probe.pre_std[i]),
         "act_mean": num(probe.act_mean[i]),
         "act_std": num(probe.act_std[i]),
         "dead": stuck if config.activation in DYING else None,

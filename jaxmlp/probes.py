@@ -64,17 +64,13 @@ class StepStats(NamedTuple):
     nonfinite: jax.Array  # int32: index in `nonfinite_order` of the first non-finite value, or -1
 
 
-def layer_norms(tree: Params) -> jax.Array:
-    """(layers,) the L2 norm of each layer's weights and bias together."""
-    return jnp.stack([jnp.sqrt(sum(jnp.sum(jnp.square(v)) for v in layer.values()))
-                      for layer in tree])
-
-
 def safe_layer_norms(tree: Params) -> jax.Array:
-    """`layer_norms`, except that finite entries never make a non-finite norm: where the sum of
-    squares overflows float32 (entries beyond ~1e19, common just before a divergence), the norm
-    is recomputed scaled by the largest entry. Non-finite entries give NaN. The careful branch
-    runs only when the fast norm is not finite (`lax.cond`), so it costs nothing otherwise."""
+    """(layers,) the L2 norm of each layer's weights and bias together. Finite entries make a
+    finite norm even where the sum of squares overflows float32 (entries beyond ~1e19, common
+    just before a divergence): the norm is then recomputed scaled by the largest entry, and is
+    infinite only when the norm itself is past float32's ~3e38. Non-finite entries give NaN.
+    The careful branch runs only when the fast norm is not finite (`lax.cond`), so it costs
+    nothing otherwise."""
 
     def one(layer: dict[str, jax.Array]) -> jax.Array:
         leaves = list(layer.values())
@@ -186,12 +182,14 @@ class ProbeStats(NamedTuple):
 
     act_mean: jax.Array  # (layers,)
     act_std: jax.Array  # (layers,)
+    pre_std: jax.Array  # (layers,) std of each layer's pre-activations z = x @ w + b
     stuck: jax.Array  # (hidden,) fraction of each layer's units that are stuck (see above)
     stuck_units: tuple[jax.Array, ...]  # per hidden layer, (width,) bool
     stuck_all: jax.Array  # fraction of all hidden units that are stuck (NaN with no hidden layer)
     blocked: jax.Array  # fraction of (hidden unit, example) pairs with a flat slope
     input_blind: jax.Array  # fraction of examples for which some hidden layer is entirely flat
-    param_norm: jax.Array  # (layers,)
+    param_norm: jax.Array  # (layers,) `safe_layer_norms`: no float32 overflow short of ~3e38
+    param_max: jax.Array  # (layers,) the largest |entry| of each layer's weights and bias
     zero_outputs: jax.Array  # fraction of examples whose raw outputs are all ~0
     output_variation: jax.Array  # mean over outputs of their std across examples / overall std
     zero_predictions: jax.Array  # ... whose predictions (after the output transform) are all ~0
@@ -212,10 +210,11 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
     act = ACTIVATIONS[config.activation]
     threshold = FLAT_SLOPE * MAX_SLOPE[config.activation]
     x = batch.x
-    stuck_units, outs, pairs = [], [], []
+    stuck_units, outs, pairs, pre = [], [], [], []
     blind = jnp.zeros(x.shape[0], bool)
     for layer in params[:-1]:
         z = x @ layer["w"] + layer["b"]
+        pre.append(jnp.std(z))
         # The slope of an elementwise function: a JVP with tangent 1 gives act'(z) everywhere.
         x, slope = jax.jvp(act, (z,), (jnp.ones_like(z),))
         outs.append(x)
@@ -225,6 +224,7 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
         blind = blind | jnp.all(flat, axis=1)
     logits = x @ params[-1]["w"] + params[-1]["b"]
     outs.append(logits)
+    pre.append(jnp.std(logits))
     p = predictions(logits, config.output) if config.targets == "onehot" else logits
     labels = predict_labels(logits, config)
     counts = jnp.bincount(jnp.clip(labels, 0, num_classes - 1), length=num_classes)
@@ -233,6 +233,7 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
     return ProbeStats(
         act_mean=jnp.stack([jnp.mean(h) for h in outs]),
         act_std=jnp.stack([jnp.std(h) for h in outs]),
+        pre_std=jnp.stack(pre),
         stuck=jnp.stack([jnp.mean(s) for s in stuck_units]) if units else jnp.zeros((0,)),
         stuck_units=tuple(stuck_units),
         stuck_all=(jnp.asarray(sum(jnp.sum(s) for s in stuck_units) / units, jnp.float32)
@@ -240,7 +241,9 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
         blocked=(jnp.asarray(sum(jnp.sum(f) for f in pairs) / (units * x.shape[0]),
                              jnp.float32) if units else nan),
         input_blind=jnp.mean(blind) if units else nan,
-        param_norm=layer_norms(params),
+        param_norm=safe_layer_norms(params),
+        param_max=jnp.stack([jnp.max(jnp.stack([jnp.max(jnp.abs(v)) for v in layer.values()]))
+                             for layer in params]),
         zero_outputs=_all_zero(logits),
         output_variation=jnp.mean(jnp.std(logits, axis=0)) / (jnp.std(logits) + 1e-30),
         zero_predictions=_all_zero(p),

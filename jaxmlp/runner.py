@@ -44,7 +44,7 @@ from jaxmlp.loop import (
 )
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
 from jaxmlp.plots import run as plotting
-from jaxmlp.report import Finding, diagnose, format_report
+from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder
 from jaxmlp.versions import versions
 
@@ -215,12 +215,19 @@ def divergence_message(config: Config, epoch: int, step: int, num_steps: int, p:
                if config.input_scale != "unit" else ".") + note)
 
 
+def step_losses(m: Any) -> list[float | None]:
+    """Every step's mean per-example loss, to 6 significant digits (enough for a curve, even a
+    flat one; the metrics line stays a few kB): what learning_curves.png draws and the report
+    reads."""
+    return [None if v is None else float(f"{v:.6g}") for v in map(num, m.step_loss)]
+
+
 def _metrics_row(epoch: int, m: Any, test_loss: Any, test_accuracy: Any, seconds: float,
                  config: Config) -> dict[str, Any]:
     return {"epoch": epoch, "train_loss": num(m.train_loss),
             "train_accuracy": num(m.train_accuracy), "test_loss": num(test_loss),
             "test_accuracy": num(test_accuracy), "epoch_seconds": seconds,
-            "learning_rate_peak": config.learning_rate}
+            "learning_rate_peak": config.learning_rate, "step_loss": step_losses(m)}
 
 
 def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..., Any],
@@ -242,7 +249,7 @@ def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..
         if m.first_bad_step >= 0:
             step = int(m.first_bad_step) + 1
             p.run.append_metrics({"epoch": e + 1, "diverged_at_step": step, "train_loss": None,
-                                  "epoch_seconds": seconds})
+                                  "epoch_seconds": seconds, "step_loss": step_losses(m)[:step]})
             bar.close()
             if plots and recorder:  # the gradient norms leading up to the blow-up
                 plotting.gradient_norms(recorder.rows, p.run.path / plotting.GRADIENT_NORMS)
@@ -300,7 +307,8 @@ def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
     written: list[str] = []
     if plots:
         written = plotting.write_run_plots(p.run.path, p.config, state.params, p.dataset, p.dev,
-                                           p.hyper, history, recorder.rows if recorder else [])
+                                           p.hyper, history, recorder.rows if recorder else [],
+                                           gradient_verdict(findings))
         log(f"plots: {', '.join(written)} in {p.run}")
     summary = summarize(p, history, times)
     if recorder:

@@ -29,6 +29,7 @@ from jaxmlp import checkpoint, data, loop, probes, rundir, runner, stats, sweep
 from jaxmlp.config import Config
 from jaxmlp.losses import Batch
 from jaxmlp.sweep import cli as sweep_cli
+from jaxmlp.sweep.tables import panels_by
 
 REPO = Path(__file__).resolve().parent.parent
 PARAM_ATOL = 1e-5
@@ -619,3 +620,17 @@ def test_bootstrap_interval() -> None:
     assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
     d = stats.describe([0.1, 0.2, np.nan])
     assert d["n"] == 2 and d["mean"] == pytest.approx(0.15)
+
+
+def test_many_variants_become_small_multiples() -> None:
+    """16 variants (4 learning rates x 4 init scales) are 4 panels of 4 lines, grouped by one
+    setting; 5 variants stay one panel; a grid whose every grouping leaves too many lines per
+    panel (10 x 10) is not split by a setting that does not help."""
+    grid = [(("learning_rate", lr), ("init_scale", s)) for lr in (0.01, 0.03, 0.1, 0.3)
+            for s in (0.1, 0.5, 1.0, 2.0)]
+    panels = panels_by(grid)
+    assert panels is not None and len(set(panels)) == 4
+    assert all(panels.count(p) == 4 for p in set(panels))
+    assert panels_by(grid[:5]) is None
+    wide = [(("learning_rate", a), ("init_scale", b)) for a in range(10) for b in range(10)]
+    assert panels_by(wide) is None

@@ -12,6 +12,7 @@ from jaxmlp import checkpoint, cli, data
 from jaxmlp.config import ConfigError
 from jaxmlp.loop import device_data, hyper_from_config, initial_state
 from jaxmlp.plots.run import write_run_plots
+from jaxmlp.report import diagnose, gradient_verdict
 from jaxmlp.rundir import RunDir
 
 
@@ -25,8 +26,10 @@ def plot_run_folder(run_dir: str | os.PathLike) -> list[str]:
     template, _, _ = initial_state(jax.random.key(0), config, dev, hyper, dataset.num_classes)
     state, _ = run.restore(template)
     history = [h for h in run.metrics() if h.get("train_loss") is not None]
-    return write_run_plots(run.path, config, state.params, dataset, dev, hyper, history,
-                           run.diagnostics())
+    rows = run.diagnostics()
+    verdict = gradient_verdict(diagnose(config, rows, history, dataset.num_classes))
+    return write_run_plots(run.path, config, state.params, dataset, dev, hyper, history, rows,
+                           verdict)
 
 
 def main(argv: list[str] | None = None) -> int:

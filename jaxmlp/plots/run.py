@@ -13,6 +13,7 @@ matplotlib's Agg backend renders straight to files: no display needed (CI, ssh).
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,33 +42,53 @@ def _pyplot() -> Any:
     return plt
 
 
-def learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
-    """Loss (log scale) and accuracy per epoch, training and test."""
+def learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike,
+                    num_classes: int = 10) -> None:
+    """Training loss at every step (log scale) with the test loss at the end of each epoch on
+    top; accuracy on a 0..100% axis with the chance level drawn, so a run stuck at chance
+    looks stuck. The x axis is in epochs (step / steps per epoch), so a one-epoch run is a
+    curve, not a dot."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
 
-    def series(key: str) -> list[float]:
-        return [np.nan if h.get(key) is None else h[key] for h in history]
+    def series(key: str) -> np.ndarray:
+        return np.asarray([np.nan if h.get(key) is None else h[key] for h in history], float)
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, series("train_loss"), "o-", label="train (mean over the epoch)")
-    ax_loss.plot(epochs, series("test_loss"), "s-", label="test (end of epoch)")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for h in history:
+        steps = np.asarray([np.nan if v is None else v for v in h.get("step_loss") or []], float)
+        if steps.size:
+            x = h["epoch"] - 1 + (np.arange(steps.size) + 1) / steps.size
+            ax_loss.plot(x, steps, lw=0.6, color="tab:blue", alpha=0.8,
+                         label="train, every step" if h is history[0] else None)
+    ax_loss.plot(epochs, series("train_loss"), "o", color="tab:blue", mfc="white",
+                 label="train, mean over the epoch")
+    ax_loss.plot(epochs, series("test_loss"), "s", color="tab:orange",
+                 label="test, end of epoch")
     ax_loss.set(xlabel="epoch", ylabel="mean per-example loss", yscale="log", title="loss")
-    ax_acc.plot(epochs, 100 * np.asarray(series("train_accuracy")), "o-", label="train")
-    ax_acc.plot(epochs, 100 * np.asarray(series("test_accuracy")), "s-", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax_acc.plot(epochs, 100 * series("train_accuracy"), "o-", color="tab:blue",
+                label="train (mean over the epoch's steps: lags the test point early on)")
+    ax_acc.plot(epochs, 100 * series("test_accuracy"), "s-", color="tab:orange",
+                label="test (end of epoch)")
+    ax_acc.axhline(100 / num_classes, color="grey", ls="--", lw=1,
+                   label=f"chance ({100 / num_classes:.0f}%: guessing among {num_classes})")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100), title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
+        ax.set_xlim(0, max(epochs, default=1) + 0.1)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
+def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
+                   verdict: str | None = None) -> None:
     """Per-layer gradient norm over the training steps (those measured), log scale; epochs
-    marked, and the first non-finite value if there was one."""
+    marked, and the first non-finite value if there was one. The title says what the picture
+    shows (layer 1's norm against the last layer's at the end), or `verdict`, the report's
+    finding about the gradients, when there is one."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     n_layers = len(rows[0]["layers"]) if rows else 0
@@ -108,8 +129,15 @@ def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> N
             ax.plot(epochs, [r["layers"][i]["grad_norm"] or np.nan for r in rows], "o-",
                     label=f"layer {i + 1}")
         ax.set(xlabel="epoch")
-    ax.set(yscale="log", ylabel="|dL/d(W, b)| of the layer",
-           title="gradient norm per layer (vanishing: layer 1 far below the last)")
+    last = rows[-1]["layers"] if rows else []
+    g1, gn = (last[0]["grad_norm"], last[-1]["grad_norm"]) if last else (None, None)
+    title = "gradient norm per layer"
+    if verdict:  # its first clause says what the picture shows; the report has the rest
+        title += ":\n" + "\n".join(textwrap.wrap(verdict.split("; ")[0], 110))
+    elif g1 and gn:
+        title += f" (layer 1 / last layer at the end: {g1 / gn:.2g}x)"
+    ax.set(yscale="log", ylabel="|dL/d(W, b)| of the layer")
+    ax.set_title(title, fontsize=10 if verdict else None)
     ax.grid(alpha=0.3, which="both")
     if n_layers:
         ax.legend(fontsize="small")
@@ -186,15 +214,16 @@ def predict_test(config: Config, params: Params, dev: DeviceData, hyper: Hyper,
 
 def write_run_plots(out: str | os.PathLike, config: Config, params: Params, dataset: Dataset,
                     dev: DeviceData, hyper: Hyper, history: Sequence[dict[str, Any]],
-                    rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Write every plot of a run into `out`; returns the file names written."""
+                    rows: Sequence[dict[str, Any]], verdict: str | None = None) -> list[str]:
+    """Write every plot of a run into `out`; returns the file names written. `verdict`: the
+    report's finding about the gradients, for the gradient plot's title."""
     out = Path(out)
     written = []
     if history:
-        learning_curves(history, out / LEARNING_CURVES)
+        learning_curves(history, out / LEARNING_CURVES, dataset.num_classes)
         written.append(LEARNING_CURVES)
     if rows:
-        gradient_norms(rows, out / GRADIENT_NORMS)
+        gradient_norms(rows, out / GRADIENT_NORMS, verdict)
         written.append(GRADIENT_NORMS)
     y_pred = predict_test(config, params, dev, hyper)
     y_true = np.asarray(dataset.y_test)

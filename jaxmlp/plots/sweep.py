@@ -3,7 +3,9 @@
 Two figures, both read straight from the per-run results:
 
 - `curves.png`: per variant, the mean learning curve across seeds with a band from the lowest to
-  the highest seed, for the training loss (log scale) and the test accuracy;
+  the highest seed, for the training loss (log scale) and the test accuracy; many variants
+  become small multiples (one column per value of one setting), each line named at its end,
+  in a palette that colour-blind readers can tell apart;
 - `final_accuracy.png`: per variant, every seed's final test accuracy as a dot, the mean, and
   its 95% bootstrap confidence interval.
 """
@@ -15,6 +17,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -38,11 +41,36 @@ def _save(fig: plt.Figure, path: Path) -> None:
         plt.close(fig)
 
 
+# Okabe & Ito's palette: eight colours told apart with every common colour-vision deficiency.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
+             "#000000")
+# At most this many lines share one panel of curves.png; more variants become small multiples.
+LINES_PER_PANEL = 6
+
+
 def _colors(n: int) -> list:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "viridis")
-    if n <= 20:
-        return [cmap(i) for i in range(n)]
+    if n <= len(OKABE_ITO):
+        return list(OKABE_ITO[:n])
+    cmap = plt.get_cmap("viridis")  # ordered and colour-blind safe, for long series
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _curve_panel(ax_loss: Any, ax_acc: Any, names: Sequence[str], loss: Sequence[np.ndarray],
+                 acc: Sequence[np.ndarray]) -> None:
+    """One column of curves.png: a line per variant with its min..max band over seeds, named
+    at its end (direct labels, no legend to match colours against)."""
+    for name, color, lv, av in zip(names, _colors(len(names)), loss, acc, strict=True):
+        epochs = np.arange(1, lv.shape[1] + 1)
+        for ax, curves in ((ax_loss, lv), (ax_acc, av)):
+            mean, lo, hi = _band(curves)
+            ax.plot(epochs, mean, color=color, marker="o", markersize=3)
+            ax.fill_between(epochs, lo, hi, color=color, alpha=0.18, linewidth=0)
+            if np.isfinite(mean[-1]):
+                ax.annotate(f" {name}", (epochs[-1], mean[-1]), color=color, fontsize=7,
+                            va="center", annotation_clip=False)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -59,26 +87,28 @@ def plot_curves(
     train_loss: Sequence[np.ndarray],
     test_accuracy: Sequence[np.ndarray],
     title: str,
+    panels: Sequence[str] | None = None,
 ) -> None:
-    """`train_loss[v]` and `test_accuracy[v]` are (seeds, epochs) arrays for variant v."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for name, color, loss, acc in zip(names, _colors(len(names)), train_loss, test_accuracy,
-                                      strict=True):
-        epochs = np.arange(1, loss.shape[1] + 1)
-        for ax, curves in ((ax_loss, loss), (ax_acc, acc)):
-            mean, lo, hi = _band(curves)
-            ax.plot(epochs, mean, color=color, label=name, marker="o", markersize=3)
-            ax.fill_between(epochs, lo, hi, color=color, alpha=0.18, linewidth=0)
-    ax_loss.set(xlabel="epoch", ylabel="train loss (mean per example)", yscale="log",
-                title="training loss: mean, band = min..max over seeds")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles, labels = ax_acc.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-               frameon=False)
-    fig.suptitle(title)
+    """`train_loss[v]` and `test_accuracy[v]` are (seeds, epochs) arrays for variant v. With
+    `panels` (a label per variant, see `panels_by`), one column per label: small multiples
+    instead of many lines in one panel. Within a panel a line is named by what is left of
+    its variant's name."""
+    groups = list(dict.fromkeys(panels)) if panels else [None]
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups) + 2, 8),
+                             squeeze=False, sharey="row")
+    for col, group in enumerate(groups):
+        members = [i for i in range(len(names)) if panels is None or panels[i] == group]
+        short = [", ".join(p for p in names[i].split(", ") if p != group) or names[i]
+                 for i in members]
+        _curve_panel(axes[0, col], axes[1, col], short, [train_loss[i] for i in members],
+                     [test_accuracy[i] for i in members])
+        axes[0, col].set_title(group or "training loss: mean, band = min..max over seeds",
+                               fontsize=9)
+        axes[1, col].set(xlabel="epoch")
+    axes[0, 0].set(ylabel="train loss (mean per example)", yscale="log")
+    axes[1, 0].set(ylabel="test accuracy")
+    fig.suptitle(title + ("" if panels is None else
+                          "\n(one column per setting; band = min..max over seeds)"))
     fig.tight_layout()
     _save(fig, path)
 

@@ -286,6 +286,24 @@ def write_outputs(
         write_plots(out, spec, runs, results)
 
 
+def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | None:
+    """One panel label per variant for curves.png, grouping by the varied setting that leaves
+    the fewest panels with at most `LINES_PER_PANEL` lines each; None when one panel is enough
+    (or no setting does it)."""
+    if len(overrides) <= plots_sweep.LINES_PER_PANEL:
+        return None
+    fields = sorted({k for o in overrides for k, _ in o})
+    best = None
+    for f in fields:
+        labels = [next((f"{k}={format_value(v)}" for k, v in o if k == f), f"{f}: base")
+                  for o in overrides]
+        sizes = [labels.count(x) for x in set(labels)]
+        if 1 < len(sizes) and max(sizes) <= plots_sweep.LINES_PER_PANEL and (
+                best is None or len(sizes) < len(set(best))):
+            best = labels
+    return best
+
+
 def write_plots(out: Path, spec: SweepSpec, runs: Sequence[Run],
                 results: Sequence[Mapping[str, Any]]) -> None:
     """curves.png (learning curves over seeds) and final_accuracy.png, per variant."""
@@ -298,7 +316,8 @@ def write_plots(out: Path, spec: SweepSpec, runs: Sequence[Run],
     finals = [np.asarray([results[r.index]["test_accuracy"][-1] for r in rs])
               for rs in by_variant]
     plots_sweep.plot_curves(out / "curves.png", names, stack("train_loss"),
-                            stack("test_accuracy"), spec.name)
+                            stack("test_accuracy"), spec.name,
+                            panels_by([v.overrides for v in spec.variants]))
     plots_sweep.plot_final(out / "final_accuracy.png", names, finals, spec.name)
 
 
