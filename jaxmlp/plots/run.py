@@ -83,6 +83,17 @@ def learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike,
     plt.close(fig)
 
 
+def _gradient_title(rows: Sequence[dict[str, Any]], verdict: str | None) -> str:
+    """The report's finding about the gradients (its first clause says what the picture shows;
+    the report has the rest), else layer 1's norm against the last layer's at the end."""
+    title = "gradient norm per layer"
+    if verdict:
+        return title + ":\n" + "\n".join(textwrap.wrap(verdict.split("; ")[0], 110))
+    last = rows[-1]["layers"] if rows else []
+    g1, gn = (last[0]["grad_norm"], last[-1]["grad_norm"]) if last else (None, None)
+    return title + (f" (layer 1 / last layer at the end: {g1 / gn:.2g}x)" if g1 and gn else "")
+
+
 def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
                    verdict: str | None = None) -> None:
     """Per-layer gradient norm over the training steps (those measured), log scale; epochs
@@ -129,15 +140,8 @@ def gradient_norms(rows: Sequence[dict[str, Any]], path: str | os.PathLike,
             ax.plot(epochs, [r["layers"][i]["grad_norm"] or np.nan for r in rows], "o-",
                     label=f"layer {i + 1}")
         ax.set(xlabel="epoch")
-    last = rows[-1]["layers"] if rows else []
-    g1, gn = (last[0]["grad_norm"], last[-1]["grad_norm"]) if last else (None, None)
-    title = "gradient norm per layer"
-    if verdict:  # its first clause says what the picture shows; the report has the rest
-        title += ":\n" + "\n".join(textwrap.wrap(verdict.split("; ")[0], 110))
-    elif g1 and gn:
-        title += f" (layer 1 / last layer at the end: {g1 / gn:.2g}x)"
     ax.set(yscale="log", ylabel="|dL/d(W, b)| of the layer")
-    ax.set_title(title, fontsize=10 if verdict else None)
+    ax.set_title(_gradient_title(rows, verdict), fontsize=10 if verdict else None)
     ax.grid(alpha=0.3, which="both")
     if n_layers:
         ax.legend(fontsize="small")
