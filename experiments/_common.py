@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,27 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkout
     sys.path.insert(0, str(REPO))
 
-from jaxmlp import compilation, stats, sweep  # noqa: E402
-from jaxmlp.checkpoint import atomic_write_text  # noqa: E402
-from jaxmlp.config import Config  # noqa: E402
+from jaxmlp import cli, compilation, data, stats, sweep  # noqa: E402
+from jaxmlp.checkpoint import CheckpointError, atomic_write_text  # noqa: E402
+from jaxmlp.config import Config, ConfigError  # noqa: E402
 
 MODES = ("default", "quick", "smoke")
+
+# What the user can fix (missing data, a bad setting, a folder holding another sweep): one line,
+# as the jaxmlp commands print it, not a traceback.
+USER_ERRORS = (data.DataError, ConfigError, CheckpointError, sweep.SpecError, sweep.SweepError)
+
+
+def entry(main: Callable[[], int]) -> typing.NoReturn:
+    """Run an experiment's `main` as a command: its exit code, or one line for a user error."""
+    try:
+        code = main()
+    except USER_ERRORS as e:
+        cli.fail(str(e))
+    except KeyboardInterrupt:
+        cli.fail("interrupted; the finished runs are saved: the same command again resumes",
+                 code=130)
+    raise SystemExit(code)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +67,7 @@ class Args:
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(prog=f"python experiments/{name}.py",
+    parser = cli.ArgumentParser(prog=f"python experiments/{name}.py",
                                      description=description)
     parser.add_argument("--quick", action="store_true",
                         help="a reduced budget that finishes within 60 s (checks that it runs)")
@@ -140,12 +157,22 @@ def budget_section(mode: str, budget: Any, started: float, out: Path,
     return ("Budget", text)
 
 
+SMALL_BUDGET = ("{mode} is a smoke budget: it checks that the script runs, on too few seeds, "
+                "examples and updates to support conclusions. The sentences below are what these "
+                "small numbers say, not findings, and they can contradict the default budget's; "
+                "run without --{mode} for the measured findings (experiments/README.md).")
+
+
 def finish(result: sweep.SweepResult, findings: Sequence[str],
            sections: Sequence[tuple[str, str]] = (),
-           echo: Callable[[str], None] = print) -> None:
-    """End summary.md with the findings and print them."""
+           echo: Callable[[str], None] = print, *, mode: str = "default") -> None:
+    """End summary.md with the findings and print them (under a smaller budget than the
+    default, labelled as what they are: a check that the script runs)."""
+    if mode != "default":
+        findings = [SMALL_BUDGET.format(mode=mode), *findings]
     sweep.write_findings(result, findings, sections)
-    echo(f"\n{result.spec.name}: findings")
+    heading = "findings" if mode == "default" else f"what the {mode} budget's numbers say"
+    echo(f"\n{result.spec.name}: {heading}")
     for f in findings:
         echo(f"- {f}")
     echo(f"outputs in {result.out}")

@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("Updates and seconds to 100% training accuracy", table + "\n\nPlot: "
          "updates_to_100.png. Seconds = median updates x ms per update of one run."),
         C.budget_section(args.mode, b, started, args.out),
-    ])
+    ], mode=args.mode)
     return 0
 
 
@@ -213,6 +213,4 @@ def findings(per: dict, b: Budget, result: sweep.SweepResult) -> list[str]:
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    C.entry(main)

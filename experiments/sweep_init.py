@@ -184,13 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    ylabel=f"{what} (mean, 95% CI)", title=spec.name)
     C.finish(result, findings(result, b), [
         ("Plots", "dead_units.png, zero_outputs.png, init_accuracy.png: each metric against the "
-         "init scale, one line per activation and scheme."),
+         "init scale, one line per activation and scheme (more than four: a panel each)."),
         C.budget_section(args.mode, b, started, args.out),
-    ])
+    ], mode=args.mode)
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    C.entry(main)

@@ -159,11 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               "training images (a subset keeps the experiment within its time budget on a 2-core "
               "CPU). Every variant compiles its own program: the loss is structural."))
     result = C.run(spec, args.out, args)
-    C.finish(result, findings(result, b), [C.budget_section(args.mode, b, started, args.out)])
+    C.finish(result, findings(result, b), [C.budget_section(args.mode, b, started, args.out)],
+             mode=args.mode)
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    C.entry(main)

@@ -167,11 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     C.finish(result, findings(result, lrs, b), [
         ("Learning rate by optimizer", table + "\n\nPlot: lr_vs_accuracy.png."),
         C.budget_section(args.mode, b, started, args.out),
-    ])
+    ], mode=args.mode)
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    C.entry(main)

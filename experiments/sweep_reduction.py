@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         C.budget_section(args.mode, b, started, args.out,
                          f"Learning rates: SGD {LR_SGD:g}, Adam {LR_ADAM:g}."),
     ]
-    C.finish(main, findings, sections)
+    C.finish(main, findings, sections, mode=args.mode)
     return 0
 
 
@@ -309,6 +309,4 @@ def control_table(sgd: sweep.SweepResult, adam: sweep.SweepResult, raw: sweep.Sw
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    C.entry(main)

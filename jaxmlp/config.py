@@ -2,13 +2,17 @@
 
 One flat dataclass rather than a tree of them, so that a sweep can say
 `dataclasses.replace(config, learning_rate=0.1)` and the command line maps one flag to one field.
-Each field's `help` metadata is the text `python -m jaxmlp.train --help` shows for it.
+Each field's `help` metadata is the text `python -m jaxmlp.train --help` shows for it, followed
+by its default (`default_words` metadata where the value alone would not say it, e.g. None);
+`aliases` metadata gives a flag its other spellings (`--lr`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +48,12 @@ class Config:
         "downloaded, falls back to scikit-learn's bundled 8x8 digits (recorded in config.json). "
         "Named explicitly, a data set that cannot be had is an error.",
         DATASETS,
+        default_words="mnist, falling back to digits",
     )
     data_dir: str | None = _f(
         None,
-        "folder with the four IDX files, or a parent holding mnist/ and fashion-mnist/ "
-        "(default: $JAXMLP_DATA_DIR, then the user cache, /usr/share/datasets, tfds, download)",
+        "folder with the four IDX files, or a parent holding mnist/ and fashion-mnist/",
+        default_words="$JAXMLP_DATA_DIR, then the user cache, /usr/share/datasets, tfds, download",
     )
     source: str = _f(
         "auto",
@@ -57,7 +62,7 @@ class Config:
         SOURCES,
     )
     train_subset: int | None = _f(
-        None, "train on the first N training examples only (default: all of them)"
+        None, "train on the first N training examples only", default_words="all of them"
     )
     flatten: bool = _f(
         True,
@@ -112,7 +117,9 @@ class Config:
     )
     # --- optimisation -----------------------------------------------------------------------
     optimizer: str = _f("adam", "optax optimizer", OPTIMIZERS)
-    learning_rate: float = _f(1e-3, "peak learning rate (a positive finite number)")
+    learning_rate: float = _f(
+        1e-3, "peak learning rate (a positive finite number)", aliases=("--lr",)
+    )
     momentum: float = _f(0.9, "momentum coefficient for --optimizer momentum")
     weight_decay: float = _f(
         0.0, "decoupled weight decay (AdamW-style for adam; added to the update otherwise)"
@@ -143,12 +150,24 @@ class Config:
         return cls(**d)
 
 
+# jax keys are 32-bit by default: a larger seed gives the key of a smaller one (2**32 that of 0,
+# -1 that of 2**32-1), and past 2**63 it does not convert at all. Sweeps take the same range.
+SEED_MAX = 2**32 - 1
+
+
+def flag_name(name: str) -> str:
+    """A field's flag as it is typed: learning_rate -> --learning-rate."""
+    return "--" + name.replace("_", "-")
+
+
 def _choice(config: Config, name: str) -> None:
     value = getattr(config, name)
     choices = next(f for f in dataclasses.fields(config) if f.name == name).metadata["choices"]
     if value not in choices:
-        flag = "--" + name.replace("_", "-")
-        raise ConfigError(f"{flag} {value!r} is not known; choose one of: {', '.join(choices)}")
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"{flag_name(name)} {value!r} is not known; {hint}choose one of: "
+                          f"{', '.join(choices)}")
 
 
 def _positive_int(value: Any, flag: str) -> None:
@@ -156,17 +175,45 @@ def _positive_int(value: Any, flag: str) -> None:
         raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
 
 
-def _finite(value: Any, flag: str, *, positive: bool = False, lo: float | None = None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and positive:
-        ok = value > 0
-    if ok and lo is not None:
-        ok = value >= lo
-    if not ok:
-        what = "a positive finite number" if positive else "a finite number"
-        if lo is not None:
-            what += f" >= {lo}"
+def _number(value: Any, flag: str, what: str, ok: Callable[[float], bool]) -> None:
+    """Refuse anything but a finite number for which `ok` holds: NaN and inf are floats too,
+    and the command line passes text on as text (cli.number_or_text)."""
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and ok(value)):
         raise ConfigError(f"{flag} must be {what}, got {value!r}")
+
+
+def _check_numbers(config: Config) -> None:
+    """Every numeric field, one message per problem, naming the flag and what it takes."""
+    for width in config.hidden:
+        _positive_int(width, "--hidden (every width)")
+    _positive_int(config.batch_size, "--batch-size")
+    _positive_int(config.epochs, "--epochs")
+    if config.train_subset is not None:
+        _positive_int(config.train_subset, "--train-subset")
+    _number(config.learning_rate, "--learning-rate", "a positive finite number, e.g. 0.001",
+            lambda v: v > 0)
+    _number(config.init_scale, "--init-scale", "a positive finite number, e.g. 1.0",
+            lambda v: v > 0)
+    _number(config.momentum, "--momentum",
+            "a finite number from 0 to below 1 (a decay factor, e.g. 0.9)",
+            lambda v: 0 <= v < 1)
+    _number(config.weight_decay, "--weight-decay", "a finite number >= 0 (0: no decay)",
+            lambda v: v >= 0)
+    _number(config.warmup_epochs, "--warmup-epochs", "a finite number >= 0 (0: no warmup)",
+            lambda v: v >= 0)
+    seed = config.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+
+
+def _integer_targets_needs(config: Config) -> list[str]:
+    """The flags `--targets integer` still needs: its single raw output only makes sense
+    with a squared error."""
+    if config.targets != "integer":
+        return []
+    return [f for f, ok in (("--error mse", config.error == "mse"),
+                            ("--output none", config.output == "none")) if not ok]
 
 
 def validate(config: Config) -> Config:
@@ -176,26 +223,12 @@ def validate(config: Config) -> Config:
     for name in ("source", "input_scale", "activation", "init", "output", "error",
                  "class_reduction", "example_reduction", "targets", "optimizer", "schedule"):
         _choice(config, name)
-    for width in config.hidden:
-        _positive_int(width, "--hidden (every width)")
-    _positive_int(config.batch_size, "--batch-size")
-    _positive_int(config.epochs, "--epochs")
-    if config.train_subset is not None:
-        _positive_int(config.train_subset, "--train-subset")
-    _finite(config.learning_rate, "--learning-rate", positive=True)
-    _finite(config.init_scale, "--init-scale", positive=True)
-    _finite(config.momentum, "--momentum", lo=0.0)
-    if config.momentum >= 1.0:
-        raise ConfigError(f"--momentum must be below 1 (a decay factor), got {config.momentum}")
-    _finite(config.weight_decay, "--weight-decay", lo=0.0)
-    _finite(config.warmup_epochs, "--warmup-epochs", lo=0.0)
+    _check_numbers(config)
     if config.schedule == "warmup_cosine" and config.warmup_epochs >= config.epochs:
         raise ConfigError(
             f"--warmup-epochs {config.warmup_epochs} leaves no epochs after the warmup "
             f"(--epochs {config.epochs}); use fewer warmup epochs or more epochs"
         )
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool):
-        raise ConfigError(f"--seed must be a whole number, got {config.seed!r}")
     if not config.flatten:
         raise ConfigError(
             "--no-flatten: an MLP's first layer is a matrix with one row per input value, so each "
@@ -203,10 +236,14 @@ def validate(config: Config) -> Config:
             "the layer would be applied to each row of 28 pixels separately, as if every row were "
             "its own example. Drop --no-flatten (a convolutional network is what keeps 2-D shape)."
         )
-    if config.targets == "integer" and (config.error != "mse" or config.output != "none"):
+    # Said, not silently set: validate cannot tell a default --error from a typed one, and a
+    # sweep's integer variant would quietly differ from its base in two more settings.
+    missing = _integer_targets_needs(config)
+    if missing:
         raise ConfigError(
-            "--targets integer predicts the label as one number, so it needs --error mse and "
-            "--output none (softmax or cross-entropy over a single output is meaningless)"
+            "--targets integer predicts the label as one number, a raw output scored by its "
+            f"squared error: add {' '.join(missing)} (softmax or cross-entropy over a single "
+            "output is meaningless)"
         )
     return config
 
@@ -220,7 +257,8 @@ def check_against_data(config: Config, num_train: int) -> None:
             f"({num_train} examples)"
         )
     if config.batch_size > n:
+        subset = f", --train-subset {n}" if n < num_train else ""
         raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the training data ({n} examples): "
-            f"no full batch can be formed. Use --batch-size {min(n, 128)} or fewer."
+            f"--batch-size {config.batch_size} is larger than the training data ({n} examples"
+            f"{subset}): no full batch can be formed. Use --batch-size {min(n, 128)} or fewer."
         )

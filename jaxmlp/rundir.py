@@ -33,6 +33,24 @@ SUMMARY = "summary.json"
 OVERFIT = "overfit.json"
 
 
+def make_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Create the output folder `path` (and its parents), or a ConfigError naming `flag` that
+    says why it cannot be: a file in the way, a parent that is a file, no permission."""
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == path:
+        raise ConfigError(f"{flag} {path} is a file, not a folder: choose a folder name (a new "
+                          "one is created)")
+    if blocker is not None:
+        raise ConfigError(f"{flag} {path} cannot be created: {blocker} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path} cannot be created ({e.strerror or e}); choose a "
+                          "folder you can write to") from None
+    return path
+
+
 def default_folder(dataset: str, root: str | os.PathLike = "runs") -> Path:
     """A new folder name under `root`: the time and the data set, made unique."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -69,7 +87,7 @@ class RunDir:
         if (run.path / CONFIG_JSON).exists() or (run.path / CHECKPOINT).exists():
             raise ConfigError(f"--out {run} already holds a run; continue it with --resume "
                               f"{run} or choose another --out")
-        run.path.mkdir(parents=True, exist_ok=True)
+        make_folder(run.path)
         checkpoint.atomic_write_text(run.path / CONFIG_JSON, json.dumps(record, indent=2) + "\n")
         (run.path / METRICS).write_text("")
         return run

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from jaxmlp import data, probes
 from jaxmlp.config import Config, ConfigError, check_against_data, validate
-from jaxmlp.diagnostics import make_row, nonfinite_note, num
+from jaxmlp.diagnostics import make_row, nonfinite_note, num, rows_from_train
 from jaxmlp.loop import (
     DeviceData,
     Hyper,
@@ -45,7 +45,7 @@ from jaxmlp.loop import (
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
 from jaxmlp.plots import run as plotting
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
-from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder
+from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder, make_folder
 from jaxmlp.versions import versions
 
 # The test accuracy whose training time the summary reports ("time to 98%").
@@ -54,6 +54,14 @@ TARGET_ACCURACY = 0.98
 
 class Diverged(RuntimeError):
     """The loss became non-finite; the message names the epoch and step."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the finished epochs are checkpointed in `folder`."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        self.folder = folder
 
 
 class Prepared(NamedTuple):
@@ -79,8 +87,8 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
     return {
         "config": config.to_dict(),
         "dataset": {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
-                    "fallback": note, "num_train": int(dev.x_train.shape[0]),
-                    "num_test": int(dev.x_test.shape[0])},
+                    "verified": dataset.verified, "fallback": note,
+                    "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0])},
         "hyper": {k: float(v) for k, v in hyper._asdict().items()},
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
@@ -89,10 +97,12 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
     }
 
 
-def load(config: Config, *, progress: bool, log: Callable[[str], None] = print
+def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
+         loaded: tuple[data.Dataset, str | None] | None = None
          ) -> tuple[data.Dataset, str | None, DeviceData, Hyper]:
-    """The data a checked configuration trains on, on the device, and its `Hyper` values."""
-    dataset, note = data.load_data(config, progress=progress)
+    """The data a checked configuration trains on, on the device, and its `Hyper` values
+    (`loaded`: what `data.load_data` returned, when the caller has it already)."""
+    dataset, note = loaded if loaded is not None else data.load_data(config, progress=progress)
     check_against_data(config, len(dataset.y_train))
     if note:
         log(note)
@@ -337,8 +347,11 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
     t_compiled = time.perf_counter()
     end = p.config.epochs if max_epochs is None else min(p.config.epochs,
                                                          p.start_epoch + max_epochs)
-    state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
-                                  plots=plots)
+    try:
+        state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
+                                      plots=plots)
+    except KeyboardInterrupt:
+        raise Interrupted(str(p.run)) from None
     times = {"data_seconds": t_data - t_start, "compile_seconds": t_compiled - t_data}
     summary = finish(p, state, history, recorder, plots, log, times)
     summary["wall_seconds"] = time.perf_counter() - t_start
@@ -350,23 +363,61 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
 
 
 def run_overfit(config: Config, num_examples: int, out: str | Path | None = None, *,
-                max_steps: int | None = None, progress: bool = True,
-                log: Callable[[str], None] = print) -> OverfitResult:
+                max_steps: int | None = None, progress: bool = True, diagnose: bool = False,
+                plots: bool = False, log: Callable[[str], None] = print) -> OverfitResult:
     """`python -m jaxmlp.train --overfit N`: load the data, fit N examples, write overfit.json
-    into `out` when given. Bad settings raise ConfigError before any work."""
+    into `out` when given. `diagnose` adds the report of a normal run's --diagnose, on the N
+    examples; `plots` draws the steps (and the gradient norms) into `out`, a new folder under
+    runs/ when not given. Bad settings raise ConfigError before any work."""
     max_steps = OVERFIT_MAX_STEPS if max_steps is None else max_steps
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
-    config = validate(overfit_config(config, num_examples))
-    dataset, _, dev, hyper = load(config, progress=progress, log=log)
-    result = overfit(config, dev, hyper, num_examples, max_steps)
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        RunDir(out).write_json(OVERFIT, {
+        make_folder(out)  # a bad --out is said before any work
+    loaded = data.load_data(validate(config), progress=progress)
+    available = len(loaded[0].y_train)
+    if num_examples > available:  # said before the subset the overfit implies is checked
+        raise ConfigError(f"--overfit {num_examples} is more than the {available} training "
+                          f"examples of {loaded[0].name}: use --overfit {available} or fewer")
+    config = validate(overfit_config(config, num_examples))
+    dataset, _, dev, hyper = load(config, progress=progress, log=log, loaded=loaded)
+    diagnose = diagnose or plots  # the gradient picture needs the statistics
+    result = overfit(config, dev, hyper, num_examples, max_steps, diagnose=diagnose,
+                     num_classes=dataset.num_classes, dataset=dataset.name)
+    rows: list[dict[str, Any]] = []
+    findings: list[Finding] = []
+    if diagnose:
+        rows, findings = _overfit_report(config, dev, dataset.num_classes, result)
+        log(format_report(findings, rows))
+    if plots and out is None:
+        out = default_folder(f"{dataset.name}-overfit")
+    if out is not None:
+        make_folder(out)  # the default folder, under --plots
+        record = {
             "config": config.to_dict(), "dataset": dataset.name, "examples": num_examples,
             "reached": result.reached, "steps": result.steps, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds, "max_steps": max_steps,
             "loss": [num(v) for v in result.loss], "accuracy": [num(v) for v in result.accuracy],
-        }, indent=None)
+            **({"diagnostics": rows, "diagnosis": [dataclasses.asdict(f) for f in findings]}
+               if diagnose else {}),
+        }
+        RunDir(out).write_json(OVERFIT, record, indent=None)
+        if plots:
+            written = plotting.write_overfit_plots(out, record, gradient_verdict(findings),
+                                                   dataset.num_classes)
+            log(f"plots: {', '.join(written)} in {out}")
     return result
+
+
+def _overfit_report(config: Config, dev: DeviceData, num_classes: int, result: OverfitResult
+                    ) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """The diagnostics rows and the report of a diagnosed overfit, whose steps count as one
+    epoch: row 0 is the initialisation, row 1 the end."""
+    sizes = model_sizes(config, dev.x_train.shape[1], num_classes)
+    one_epoch = jax.tree.map(lambda leaf: leaf[None], result.step_stats)
+    rows = rows_from_train(config, sizes, result.probe, one_epoch)
+    history = [{"epoch": 1, "train_loss": float(np.nanmean(result.loss)),
+                "train_accuracy": float(result.accuracy[-1]),
+                "step_loss": [num(v) for v in result.loss]}]
+    return rows, diagnose(config, rows, history, num_classes)

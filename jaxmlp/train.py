@@ -37,7 +37,7 @@ from jaxmlp.loop import (
     steps_per_epoch,
 )
 from jaxmlp.rundir import CONFIG_JSON
-from jaxmlp.runner import Diverged, run, run_overfit
+from jaxmlp.runner import Diverged, Interrupted, run, run_overfit
 
 __all__ = [
     "DeviceData", "Diverged", "EpochMetrics", "Hyper", "RunMetrics", "TrainState",
@@ -68,13 +68,14 @@ def _diagnostics_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overfit", type=int, metavar="N", default=None,
                    help="instead of training normally, fit the first N training examples (full "
                         "batch, constant learning rate) until 100%% training accuracy; report "
-                        "the steps and seconds it took (exit 1 if it never gets there)")
+                        "the steps and seconds it took (exit 1 if it never gets there); with "
+                        "--diagnose, the report on those steps; with --plots, their pictures")
     g.add_argument("--overfit-steps", type=int, metavar="STEPS", default=None,
                    help="step limit for --overfit (default: 2000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m jaxmlp.train",
         description="Train one MLP on MNIST-style data, with metrics and a checkpoint.",
     )
@@ -84,12 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overfit(args: argparse.Namespace) -> int:
+# What --overfit sets itself (the first N examples, one full batch, steps rather than epochs):
+# typing one of these with it is a mistake worth saying. The flag whose limit to use instead.
+_OVERFIT_SETS = {"epochs": "--overfit-steps", "batch_size": None, "train_subset": None}
+
+
+def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
+             argv: list[str] | None) -> int:
     if args.resume:
         cli.fail("--overfit starts from fresh parameters; drop --resume")
+    given = cli.flags_given(parser, argv)
+    for name in sorted(given & set(_OVERFIT_SETS)):
+        flag = "--" + name.replace("_", "-")
+        instead = f" (use {_OVERFIT_SETS[name]} to limit it)" if _OVERFIT_SETS[name] else ""
+        cli.fail(f"--overfit trains the first N examples as one full batch until they are "
+                 f"memorised{instead}: drop {flag}")
+    if "schedule" in given and args.schedule != "constant":  # `constant` says what it does
+        cli.fail(f"--overfit steps with a constant learning rate: drop --schedule "
+                 f"{args.schedule}")
     try:
         result = run_overfit(cli.dataclass_from_args(Config, args), args.overfit, args.out,
-                             max_steps=args.overfit_steps, progress=args.progress)
+                             max_steps=args.overfit_steps, progress=args.progress,
+                             diagnose=args.diagnose, plots=args.plots)
     except (ConfigError, data.DataError) as e:
         cli.fail(str(e))
     print(result.describe())
@@ -132,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.overfit is not None:
-        return _overfit(args)
+        return _overfit(parser, args, argv)
     if args.resume:
         _check_resume(parser, args, argv)
     # Before anything compiles: a second identical run loads its programs from the disk cache.
@@ -145,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(e))
     except Diverged as e:
         cli.fail(str(e), code=3)
+    except Interrupted as e:
+        cli.fail(f"interrupted; finished epochs are checkpointed: continue with --resume "
+                 f"{e.folder}", code=130)
     except KeyboardInterrupt:
-        cli.fail("interrupted; finished epochs are checkpointed: continue with --resume DIR",
-                 code=130)
+        cli.fail("interrupted before training started; nothing to resume", code=130)
     print(format_summary(summary))
     print(compilation.startup_line(import_seconds, summary["data_seconds"],
                                    summary["compile_seconds"], cache_folder))

@@ -19,7 +19,9 @@ import pytest
 from _http import closed_port_url, serve_directory
 
 from jaxmlp import data
+from jaxmlp.config import Config
 from jaxmlp.data import DataError, Dataset, DatasetNotFound, load_dataset, read_idx
+from jaxmlp.data.__main__ import main as data_main
 
 IDX_FILES = data.IDX_FILES
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = IDX_FILES
@@ -27,6 +29,7 @@ MNIST_TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851
 # The README gives these rounded to 4 decimals, so a correct loader is within 0.5e-4 of them.
 MNIST_PIXEL_STATS = {"train": (0.1307, 0.3081), "test": (0.1325, 0.3105)}
 STATS_TOLERANCE = 1e-4
+VERIFIED = "the published files, SHA-256 verified"  # the loader's words for a content match
 
 
 @pytest.fixture(autouse=True)
@@ -140,7 +143,7 @@ def test_fashion_mnist_basics(fashion: Dataset, fashion_dir: Path) -> None:
     # Fashion-MNIST is balanced by construction: 6,000 train and 1,000 test images per class.
     assert np.bincount(fashion.y_train).tolist() == [6000] * 10
     assert np.bincount(fashion.y_test).tolist() == [1000] * 10
-    assert fashion.source == f"idx files in {fashion_dir}"
+    assert fashion.source == f"idx files in {fashion_dir}; {VERIFIED}"
 
 
 def test_read_idx_reads_gzip_and_raw_alike(mnist_dir: Path, tmp_path: Path,
@@ -279,17 +282,80 @@ def test_data_dir_beats_env_beats_cache(
     monkeypatch.setenv("JAXMLP_DATA_DIR", str(env))
 
     used = load_dataset("mnist", data_dir=argument, source="local", progress=False)
-    assert used.source == f"idx files in {argument}"
-    assert load_dataset("mnist", source="local", progress=False).source == f"idx files in {env}"
+    assert used.source == f"idx files in {argument}; {VERIFIED}"
+    from_env = load_dataset("mnist", source="local", progress=False)
+    assert from_env.source == f"idx files in {env}; {VERIFIED}"
     monkeypatch.delenv("JAXMLP_DATA_DIR")
-    assert load_dataset("mnist", source="local", progress=False).source == f"idx files in {cached}"
+    from_cache = load_dataset("mnist", source="local", progress=False)
+    assert from_cache.source == f"idx files in {cached}; {VERIFIED}"
+    assert from_cache.verified is True
+
+
+def test_a_named_folder_is_the_only_place_looked(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A good copy waits in the user cache: a named folder that fails must not fall back to it.
+    copy_dataset(mnist_dir, tmp_path / "xdg-cache" / "jaxmlp" / "mnist")
+    monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
+    half = copy_dataset(mnist_dir, tmp_path / "half")
+    (half / "t10k-labels-idx1-ubyte.gz").unlink()
+    cases = {
+        tmp_path / "no-such-folder": "no such folder",
+        half: "lacks t10k-labels-idx1-ubyte",
+        tmp_path: "no IDX files in it",
+    }
+    for folder, reason in cases.items():
+        for source in ("auto", "local"):
+            with pytest.raises(DataError) as error:
+                load_dataset("mnist", data_dir=folder, source=source, progress=False)
+            assert not isinstance(error.value, DatasetNotFound)  # not "try elsewhere"
+            message = str(error.value)
+            assert message.startswith(f"--data-dir {folder}: ") and reason in message
+            assert "\n" not in message
+    monkeypatch.setenv("JAXMLP_DATA_DIR", str(half))
+    with pytest.raises(DataError, match=f"^JAXMLP_DATA_DIR={half}: .*lacks t10k-labels"):
+        load_dataset("mnist", progress=False)
+
+
+def test_a_named_folder_that_fails_is_an_error_also_without_a_dataset(tmp_path: Path) -> None:
+    # With no --dataset the run would otherwise quietly train on the 8x8 digits.
+    config = Config(data_dir=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="no such folder"):
+        data.load_data(config, progress=False)
+
+
+def test_the_other_known_data_set_is_refused(
+    mnist_dir: Path, fashion_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match=r"holds fashion_mnist, not mnist \(all four files"):
+        load_dataset("mnist", data_dir=fashion_dir, progress=False)
+    with pytest.raises(DataError, match=r"holds mnist, not fashion_mnist"):
+        load_dataset("fashion_mnist", data_dir=mnist_dir, progress=False)
+    # One file of the other set among the right ones is refused too, and named.
+    mixed = copy_dataset(mnist_dir, tmp_path / "mixed")
+    shutil.copyfile(fashion_dir / "t10k-labels-idx1-ubyte.gz", mixed / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DataError, match=r"fashion_mnist, not mnist \(t10k-labels-idx1-ubyte:"):
+        load_dataset("mnist", data_dir=mixed, progress=False)
+
+
+def test_unknown_content_is_accepted_as_unverified(
+    mnist_dir: Path, tmp_path: Path, raw_train_labels: bytes
+) -> None:
+    altered = bytearray(raw_train_labels)
+    altered[8] = (altered[8] + 1) % 10  # a well-formed file that is not the published one
+    folder = copy_dataset(mnist_dir, tmp_path / "own", {TRAIN_LABELS: bytes(altered)})
+    own = load_dataset("mnist", data_dir=folder, progress=False)
+    assert own.verified is False
+    assert own.source == (f"idx files in {folder}; unverified: not the published mnist files, "
+                          "used as your own IDX data")
+    assert own.y_train[0] == (raw_train_labels[8] + 1) % 10
 
 
 def test_parent_folder_with_subfolders(shared_data_dir: Path) -> None:
     mnist = load_dataset("mnist", data_dir=shared_data_dir, progress=False)
-    assert mnist.source == f"idx files in {shared_data_dir / 'mnist'}"
+    assert mnist.source == f"idx files in {shared_data_dir / 'mnist'}; {VERIFIED}"
     fashion = load_dataset("fashion_mnist", data_dir=shared_data_dir, progress=False)
-    assert fashion.source == f"idx files in {shared_data_dir / 'fashion-mnist'}"
+    assert fashion.source == f"idx files in {shared_data_dir / 'fashion-mnist'}; {VERIFIED}"
     assert not np.array_equal(mnist.y_train, fashion.y_train)
 
 
@@ -301,7 +367,7 @@ def test_fashion_mnist_underscore_folder_and_system_dir(
     (system / "fashion_mnist").symlink_to(fashion_dir, target_is_directory=True)
     monkeypatch.setattr(data.lookup, "SYSTEM_DATA_DIR", system)
     found = load_dataset("fashion_mnist", source="local", progress=False)
-    assert found.source == f"idx files in {system / 'fashion_mnist'}"
+    assert found.source == f"idx files in {system / 'fashion_mnist'}; {VERIFIED}"
     assert found.x_train.shape == (60000, 28, 28)
 
 
@@ -315,15 +381,15 @@ def test_uncompressed_files_load_the_same(mnist_dir: Path, tmp_path: Path, mnist
     assert np.array_equal(loaded.y_test, mnist.y_test)
 
 
-def test_local_search_lists_every_place_in_order(mnist_dir: Path, tmp_path: Path) -> None:
-    partial = tmp_path / "partial"
-    partial.mkdir()
-    shutil.copyfile(mnist_dir / f"{TRAIN_IMAGES}.gz", partial / f"{TRAIN_IMAGES}.gz")
+def test_local_search_lists_every_place_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
     with pytest.raises(DatasetNotFound) as error:
-        load_dataset("mnist", data_dir=partial, source="local", progress=False)
+        load_dataset("mnist", source="local", progress=False)
     tried = error.value.tried
-    assert [entry.split(" ", 1)[0] for entry in tried] == ["data_dir", "user", "system"]
-    assert f"lacks {TRAIN_LABELS}, {TEST_IMAGES}, {TEST_LABELS}" in tried[0]
+    assert [entry.split(" ", 1)[0] for entry in tried] == ["JAXMLP_DATA_DIR", "user", "system"]
+    assert tried[0].endswith(": not set")
     assert "no such folder" in tried[1]
     message = str(error.value)
     assert all(entry in message for entry in tried)
@@ -368,7 +434,7 @@ def bad_mirror(mnist_dir: Path, tmp_path: Path, raw_train_labels: bytes):
 def test_download_verifies_and_fills_the_cache(good_mirror: str, mnist: Dataset) -> None:
     loaded = load_dataset("mnist", source="download", mirrors=[good_mirror], progress=False)
     folder = data.cache_dir() / "mnist"
-    assert loaded.source == f"downloaded from {good_mirror} into {folder} (SHA-256 verified)"
+    assert loaded.source == f"downloaded from {good_mirror} into {folder}; {VERIFIED}"
     assert sorted(path.name for path in files_under(data.cache_dir())) == sorted(
         f"{stem}.gz" for stem in IDX_FILES
     )
@@ -377,7 +443,7 @@ def test_download_verifies_and_fills_the_cache(good_mirror: str, mnist: Dataset)
 
     # A valid cached copy is reused without the network (the mirror now refuses connections).
     again = load_dataset("mnist", source="download", mirrors=[closed_port_url()], progress=False)
-    assert again.source == f"cached download in {folder} (SHA-256 verified)"
+    assert again.source == f"cached download in {folder}; {VERIFIED}"
 
 
 def test_download_rejects_wrong_content_and_leaves_nothing(bad_mirror: str) -> None:
@@ -431,9 +497,7 @@ def test_download_from_a_server_that_is_down() -> None:
 def test_auto_falls_through_to_download_via_env_mirrors(
     good_mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("JAXMLP_DATA_DIR", str(empty))
+    monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)  # a named folder would be the only place
     monkeypatch.setenv("JAXMLP_MIRRORS", f" {good_mirror} ,")
     loaded = load_dataset("mnist", progress=False)
     assert loaded.source.startswith(f"downloaded from {good_mirror} into ")
@@ -614,4 +678,43 @@ def test_one_hot() -> None:
 
 
 def test_dataset_repr_is_short(mnist: Dataset) -> None:
-    assert repr(mnist) == f"Dataset(name='mnist', source={mnist.source!r})"
+    assert repr(mnist) == f"Dataset(name='mnist', source={mnist.source!r}, verified=True)"
+
+
+# ----------------------------------------------------------------------------------------------
+# The committed sample, and `python -m jaxmlp.data fetch`
+# ----------------------------------------------------------------------------------------------
+
+
+def test_the_sample_is_what_its_readme_says(mnist_sample_dir: Path) -> None:
+    sums = dict(line.split()[::-1] for line in (mnist_sample_dir / "SHA256SUMS").read_text()
+                .splitlines())
+    for stem in IDX_FILES:
+        content = gzip.decompress((mnist_sample_dir / f"{stem}.gz").read_bytes())
+        assert hashlib.sha256(content).hexdigest() == sums[stem], stem
+    sample = load_dataset("mnist", data_dir=mnist_sample_dir, progress=False)
+    assert (len(sample.y_train), len(sample.y_test)) == (1000, 500)
+    assert sample.verified is False  # a part of MNIST is not the published files
+    assert sample.y_train[:5].tolist() == [5, 0, 4, 1, 9]  # ../shared/data/README.md's facts
+    assert sample.y_test[:5].tolist() == [7, 2, 1, 0, 4]
+    assert len(set(sample.y_train.tolist())) == 10
+
+
+def test_the_sample_is_the_start_of_mnist(mnist_sample_dir: Path, mnist: Dataset) -> None:
+    sample = load_dataset("mnist", data_dir=mnist_sample_dir, progress=False)
+    assert np.array_equal(sample.x_train, mnist.x_train[:1000])
+    assert np.array_equal(sample.y_train, mnist.y_train[:1000])
+    assert np.array_equal(sample.x_test, mnist.x_test[:500])
+    assert np.array_equal(sample.y_test, mnist.y_test[:500])
+
+
+def test_fetch_says_where_the_data_is(mnist_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert data_main(["fetch", "mnist", "--data-dir", str(mnist_dir)]) == 0
+    assert capsys.readouterr().out == (f"mnist: 60000 train and 10000 test images, from idx "
+                                       f"files in {mnist_dir}; {VERIFIED}\n")
+    with pytest.raises(SystemExit) as exit_:
+        data_main(["fetch", "mnist", "--data-dir", str(tmp_path / "none")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data-dir ") and err.count("\n") == 1

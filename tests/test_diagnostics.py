@@ -325,7 +325,7 @@ def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:
             "--no-progress"]
     assert train.main([*base, "--overfit", "32", "--out", str(tmp_path / "of")]) == 0
     out = capsys.readouterr().out
-    assert "100% training accuracy on 32 examples after" in out
+    assert "100% training accuracy on 32 mnist examples after" in out
     record = json.loads((tmp_path / "of" / "overfit.json").read_text())
     assert record["reached"] and 0 < record["steps"] < overfit.OVERFIT_MAX_STEPS
     assert record["accuracy"][record["steps"]] == 1.0
@@ -334,3 +334,46 @@ def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:
     assert train.main([*base, "--overfit", "32", "--optimizer", "sgd", "--learning-rate",
                        "1e-7", "--overfit-steps", "20"]) == 1
     assert "did NOT reach 100%" in capsys.readouterr().out
+
+
+def test_overfit_diagnoses_why_memorising_failed(tmp_path, mnist_sample_dir, capsys) -> None:
+    # Six sigmoid layers with weights of std 0.01: the first layer's gradient vanishes, so 20
+    # examples are not memorised; --diagnose must say why, --plots draw it, the training itself
+    # unchanged by either.
+    base = ["--dataset", "mnist", "--data-dir", str(mnist_sample_dir), "--hidden", *["16"] * 5,
+            "--activation", "sigmoid", "--init", "normal", "--init-scale", "0.01",
+            "--optimizer", "sgd", "--learning-rate", "0.01", "--overfit", "20",
+            "--overfit-steps", "200", "--no-progress"]
+    out = tmp_path / "of"
+    assert train.main([*base, "--out", str(tmp_path / "plain")]) == 1
+    plain_line = capsys.readouterr().out
+    assert "add --diagnose to see what stops it" in plain_line
+    assert train.main([*base, "--plots", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "vanishing gradients" in printed and "the report above says what stopped it" in printed
+    record = json.loads((out / "overfit.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "overfit.json").read_text())
+    assert record["loss"] == plain["loss"]  # the statistics leave the steps bitwise the same
+    assert [r["epoch"] for r in record["diagnostics"]] == [0, 1]
+    assert "vanishing_gradients" in {f["code"] for f in record["diagnosis"]}
+    pictures = [plots.OVERFIT_CURVES, plots.GRADIENT_NORMS]
+    assert all((out / name).stat().st_size > 10_000 for name in pictures)
+    for name in pictures:
+        (out / name).unlink()
+    assert plots_cli.main([str(out)]) == 0  # `python -m jaxmlp.plots` reads the folder too
+    assert all((out / name).stat().st_size > 10_000 for name in pictures)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--epochs", "3"], "(use --overfit-steps to limit it): drop --epochs"),
+    (["--batch-size", "8"], "memorised: drop --batch-size"),
+    (["--schedule", "cosine"], "constant learning rate: drop --schedule cosine"),
+    (["--overfit", "1001"], "--overfit 1001 is more than the 1000 training examples of mnist: "
+                            "use --overfit 1000 or fewer"),
+])
+def test_overfit_refuses_what_it_cannot_honour(flags, message, mnist_sample_dir, capsys) -> None:
+    argv = ["--dataset", "mnist", "--data-dir", str(mnist_sample_dir), "--overfit", "10", *flags]
+    with pytest.raises(SystemExit) as exit_:
+        train.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1

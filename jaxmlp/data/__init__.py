@@ -4,19 +4,25 @@ Everything returns plain NumPy arrays: images uint8 with shape (N, H, W) and val
 labels int32 with shape (N,) and values 0..9. Preprocessing (scaling, flattening, one-hot) is a
 separate, explicit step (`preprocess`), so the raw data is always what was on disk.
 
-`load_dataset("mnist")` (and "fashion_mnist") looks in these places, in order, and takes the
-first that has the data:
+`load_dataset("mnist")` (and "fashion_mnist") reads a named folder when there is one: the
+`data_dir` argument, else the `JAXMLP_DATA_DIR` environment variable, a folder with the four IDX
+files or a parent folder holding `mnist/` or `fashion-mnist/`. A named folder is the user saying
+where the data is, so it is the only place looked: missing, incomplete or broken is a DataError
+naming it. With no folder named, it looks in these places, in order, and takes the first that
+has the data:
 
-1. the `data_dir` argument, else the `JAXMLP_DATA_DIR` environment variable: a folder with the
-   four IDX files, or a parent folder holding `mnist/` or `fashion-mnist/`;
-2. the user cache, `cache_dir()/mnist` (where downloads go);
-3. Debian's `/usr/share/datasets/<name>` (the `dataset-fashion-mnist` package installs there);
-4. tensorflow-datasets, if it is installed and has a prepared copy (honours `TFDS_DATA_DIR`);
-5. a download from public mirrors into the user cache, verified by SHA-256.
+1. the user cache, `cache_dir()/mnist` (where downloads go);
+2. Debian's `/usr/share/datasets/<name>` (the `dataset-fashion-mnist` package installs there);
+3. tensorflow-datasets, if it is installed and has a prepared copy (honours `TFDS_DATA_DIR`);
+4. a download from public mirrors into the user cache, verified by SHA-256.
 
 A place that does not have the data is skipped, and the reason is remembered: if every place
 fails, `DatasetNotFound` lists them all. A place that has the files but whose files are broken
 is an error straight away: quietly using some other copy would hide the damage.
+
+IDX files are hashed as they are read: the published files are recorded as verified, another
+known data set's files (Fashion-MNIST asked for as MNIST) are a DataError, and files of unknown
+content are accepted as the user's own data and recorded as unverified.
 
 "digits" is scikit-learn's bundled 8x8 set: small, always available, good for offline smoke runs.
 

@@ -22,6 +22,9 @@ class Dataset:
     x_test: np.ndarray = dataclasses.field(repr=False)
     y_test: np.ndarray = dataclasses.field(repr=False)
     source: str  # where the data came from, in words; recorded with every run
+    # True: the published files (content hash); False: IDX files of unknown content, the user's
+    # own; None: not checked (tensorflow-datasets' shuffled copy, scikit-learn's digits).
+    verified: bool | None = None
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +72,7 @@ def _dataset(
     y_test: np.ndarray,
     source: str,
     where: str,
+    verified: bool | None = None,
 ) -> Dataset:
     """Build a Dataset after checking the train and test images have the same size."""
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -76,4 +80,4 @@ def _dataset(
             f"{where}: train images are {x_train.shape[1:]} but test images are "
             f"{x_test.shape[1:]}; the files come from different data sets."
         )
-    return Dataset(name, x_train, y_train, x_test, y_test, source)
+    return Dataset(name, x_train, y_train, x_test, y_test, source, verified)

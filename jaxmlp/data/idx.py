@@ -6,6 +6,7 @@ A file that is there but broken raises DataError naming the file and the problem
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import zlib
@@ -35,8 +36,19 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     Any problem (unreadable, empty, bad gzip, bad header, size not matching the header) raises
     DataError naming the file.
     """
+    return read_idx_digest(path)[0]
+
+
+def read_idx_digest(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]:
+    """`read_idx`, and the SHA-256 of the file's decompressed content (which names the data set:
+    hashing MNIST's 55 MB takes about 0.04 s, a quarter of reading it)."""
     path = Path(path)
     data = _read_content(path)
+    return _parse(path, data), hashlib.sha256(data).hexdigest()
+
+
+def _parse(path: Path, data: bytes) -> np.ndarray:
+    """The array an IDX file's decompressed `data` holds, after checking its header."""
     if len(data) < 4:
         _damaged(path, f"only {len(data)} bytes, too short for an IDX header")
     zero1, zero2, type_code, ndim = data[:4]

@@ -15,7 +15,7 @@ from jaxmlp.data.dataset import Dataset, _checked_split, _dataset
 from jaxmlp.data.digits import _load_digits
 from jaxmlp.data.download import _download_idx_files, _mirror_list
 from jaxmlp.data.errors import DataError, DatasetNotFound
-from jaxmlp.data.idx import read_idx
+from jaxmlp.data.idx import read_idx_digest
 from jaxmlp.data.specs import _SPECS, IDX_FILES, _Spec
 from jaxmlp.data.tfds import _load_from_tfds
 
@@ -51,7 +51,16 @@ def load_dataset(
     spec = _SPECS[name]
     tried: list[str] = []
     if source in ("auto", "local"):
-        for place, folder in _local_places(spec, data_dir):
+        named = _named_folder(data_dir)
+        if named is not None:
+            # The user said where the data is: that folder, or an error. Searching on would
+            # train on some other copy (or the digits) and hide the mistake.
+            place, root = named
+            found = _find_idx_folder(root, spec, place, tried)
+            if found is None:
+                raise DataError(_named_folder_message(name, tried[-1]))
+            return _load_idx_folder(name, found, f"idx files in {found}")
+        for place, folder in _local_places(spec):
             found = _find_idx_folder(folder, spec, place, tried)
             if found is not None:
                 return _load_idx_folder(name, found, f"idx files in {found}")
@@ -65,7 +74,7 @@ def load_dataset(
         used = _download_idx_files(spec, base_urls, folder, progress, tried)
         if used is not None:
             where = f"downloaded from {', '.join(used)} into" if used else "cached download in"
-            return _load_idx_folder(name, folder, f"{where} {folder} (SHA-256 verified)")
+            return _load_idx_folder(name, folder, f"{where} {folder}")
     raise DatasetNotFound(_not_found_message(name, source, tried), tried)
 
 
@@ -86,15 +95,27 @@ def _not_found_message(name: str, source: str, tried: list[str]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _local_places(
-    spec: _Spec, data_dir: str | os.PathLike[str] | None
-) -> Iterator[tuple[str, Path | None]]:
-    """(description, folder or None when unset) for each local place, in lookup order."""
+def _named_folder(data_dir: str | os.PathLike[str] | None) -> tuple[str, Path] | None:
+    """(description, folder) of the folder the user named (data_dir, else JAXMLP_DATA_DIR)."""
     if data_dir is not None:
-        yield f"data_dir {data_dir}", Path(data_dir)
-    else:
-        env = os.environ.get("JAXMLP_DATA_DIR", "")
-        yield (f"JAXMLP_DATA_DIR={env}", Path(env)) if env else ("JAXMLP_DATA_DIR", None)
+        return f"--data-dir {data_dir}", Path(data_dir)
+    env = os.environ.get("JAXMLP_DATA_DIR", "")
+    return (f"JAXMLP_DATA_DIR={env}", Path(env)) if env else None
+
+
+def _named_folder_message(name: str, reason: str) -> str:
+    return (
+        f"{reason}. A named data folder is the only place looked: point --data-dir (or "
+        f"JAXMLP_DATA_DIR) at a folder with the four {name} IDX files "
+        f"({', '.join(IDX_FILES)}, each .gz or not), or at a parent of "
+        f"{'/ or '.join(_SPECS[name].folders)}/; or leave both unset to let jaxmlp search the "
+        f"usual places and download it."
+    )
+
+
+def _local_places(spec: _Spec) -> Iterator[tuple[str, Path | None]]:
+    """(description, folder or None when unset) for each automatic local place, in order."""
+    yield "JAXMLP_DATA_DIR or --data-dir", None  # so "not found" says that none was named
     yield f"user cache {cache_dir() / spec.folders[0]}", cache_dir() / spec.folders[0]
     for folder in spec.folders:
         yield f"system data {SYSTEM_DATA_DIR / folder}", SYSTEM_DATA_DIR / folder
@@ -133,16 +154,37 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
 
 
 def _load_idx_folder(name: str, folder: Path, source: str) -> Dataset:
-    """Read and check the four IDX files in `folder`.
+    """Read and check the four IDX files in `folder`, and say whether they are the published
+    `name` files (by content hash); another known data set's files are an error.
 
     A plain gunzip + np.frombuffer of MNIST takes about 0.15 s, so there is no decoded cache.
     """
     paths = [_idx_path(folder, stem) for stem in IDX_FILES]
     if None in paths:
         raise DataError(f"{folder}: some IDX files disappeared while loading; try again.")
-    train_images, train_labels, test_images, test_labels = paths
-    x_train, y_train = _checked_split(read_idx(train_images), read_idx(train_labels),
-                                      str(train_images), str(train_labels))
-    x_test, y_test = _checked_split(read_idx(test_images), read_idx(test_labels),
-                                    str(test_images), str(test_labels))
-    return _dataset(name, x_train, y_train, x_test, y_test, source, str(folder))
+    read = {stem: read_idx_digest(path) for stem, path in zip(IDX_FILES, paths, strict=True)}
+    verified = _check_identity(name, folder, {stem: digest for stem, (_, digest) in read.items()})
+    (x_train, y_train, x_test, y_test) = (read[stem][0] for stem in IDX_FILES)
+    train_images, train_labels, test_images, test_labels = map(str, paths)
+    x_train, y_train = _checked_split(x_train, y_train, train_images, train_labels)
+    x_test, y_test = _checked_split(x_test, y_test, test_images, test_labels)
+    note = ("the published files, SHA-256 verified" if verified else
+            f"unverified: not the published {name} files, used as your own IDX data")
+    return _dataset(name, x_train, y_train, x_test, y_test, f"{source}; {note}", str(folder),
+                    verified=verified)
+
+
+def _check_identity(name: str, folder: Path, digests: dict[str, str]) -> bool:
+    """True when every file is the published `name` file. Raises DataError when any file is
+    another known data set's: training on it would record the wrong name beside the result."""
+    for other, spec in _SPECS.items():
+        if other == name:
+            continue
+        theirs = [stem for stem in IDX_FILES if digests[stem] == spec.sha256[stem]]
+        if theirs:
+            which = "all four files" if len(theirs) == len(IDX_FILES) else ", ".join(theirs)
+            raise DataError(
+                f"{folder} holds {other}, not {name} ({which}: their SHA-256 is {other}'s). "
+                f"Use --dataset {other}, or point --data-dir at the {name} files."
+            )
+    return all(digests[stem] == _SPECS[name].sha256[stem] for stem in IDX_FILES)

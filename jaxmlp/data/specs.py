@@ -1,5 +1,5 @@
-"""What jaxmlp knows about each IDX data set: its files, folder names, tfds name, mirrors and the
-SHA-256 of each file's content."""
+"""What jaxmlp knows about each IDX data set: its files, folder names, tfds name, mirrors, the
+SHA-256 of each file's content and the sizes that bound a download."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ IDX_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 
+# Bytes of each file's decompressed content, the same in both data sets: the IDX header (4 bytes,
+# then 4 per dimension) and one byte per value, for 60,000 train and 10,000 test 28x28 images.
+_CONTENT_BYTES = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
@@ -23,6 +32,11 @@ class _Spec:
     mirrors: tuple[str, ...]
     # SHA-256 of each file's *decompressed* bytes: mirrors' gzip wrappers differ, contents do not.
     sha256: dict[str, str]
+    # Bytes of each .gz file as the default mirrors serve it. Other copies of the same content
+    # differ by a few bytes (gzip header fields, compressor), so downloads allow some slack.
+    gz_bytes: dict[str, int]
+    # Bytes of each file's decompressed content (exact: the content is fixed by its SHA-256).
+    content_bytes: dict[str, int] = dataclasses.field(default_factory=lambda: dict(_CONTENT_BYTES))
 
 
 _SPECS = {
@@ -47,6 +61,12 @@ _SPECS = {
                 "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
             ),
         },
+        gz_bytes={
+            "train-images-idx3-ubyte": 9_912_422,
+            "train-labels-idx1-ubyte": 28_881,
+            "t10k-images-idx3-ubyte": 1_648_877,
+            "t10k-labels-idx1-ubyte": 4_542,
+        },
     ),
     "fashion_mnist": _Spec(
         folders=("fashion-mnist", "fashion_mnist"),
@@ -65,6 +85,12 @@ _SPECS = {
             "t10k-labels-idx1-ubyte": (
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
             ),
+        },
+        gz_bytes={
+            "train-images-idx3-ubyte": 26_421_880,
+            "train-labels-idx1-ubyte": 29_515,
+            "t10k-images-idx3-ubyte": 4_422_102,
+            "t10k-labels-idx1-ubyte": 5_148,
         },
     ),
 }

@@ -5,10 +5,13 @@ tensorflow_datasets is optional: it is imported only when this path is tried.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,10 @@ def _load_from_tfds(name: str, spec: _Spec, progress: bool, tried: list[str]) ->
         tried.append(f"tensorflow-datasets: cannot import ({error}); pip install 'jaxmlp[tfds]'")
         return None
     try:
-        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-        if not builder.is_prepared():
+        with _quiet_tfds():
+            builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+            prepared_here = builder.is_prepared()
+        if not prepared_here:
             tried.append(f"{place}: no prepared {spec.tfds_name} {builder.version}")
             return None
         prepared = Path(builder.data_dir)
@@ -120,6 +125,20 @@ def _write_decoded(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.replace(temp, path)
     except OSError as error:
         warnings.warn(f"could not cache decoded arrays in {path}: {error}", stacklevel=3)
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+    """Keep tensorflow-datasets' warnings (through absl's logger) out of jaxmlp's output while it
+    probes for a copy: "Variant folder ... has no dataset_info.json" on every run without a
+    prepared copy says nothing the lookup's own "not found" list does not."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _first_line(error: BaseException) -> str:

@@ -45,7 +45,7 @@ def _add_check_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m jaxmlp.gradcheck",
         description="Check jax.grad(loss_fn) against finite differences and a hand-written NumPy "
                     "backprop for every loss variant, then show what one gradient step does.")
@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrong:
         print(f"checking a DELIBERATELY WRONG gradient ({args.wrong}): this must fail\n")
 
-    problems = _load_problems(args)
+    try:
+        problems = _load_problems(args)
+    except data.DataError as e:  # a named --data-dir that fails is said, not searched past
+        cli.fail(str(e))
     failed = _check_variants(problems, args.quick, grad_fn)
     failed += _check_activations(problems[0], grad_fn)
     _print_legend()

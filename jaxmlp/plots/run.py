@@ -30,6 +30,7 @@ from jaxmlp.model import Params, mlp_apply
 LEARNING_CURVES = "learning_curves.png"
 GRADIENT_NORMS = "gradient_norms.png"
 CONFUSION = "confusion_matrix.png"
+OVERFIT_CURVES = "overfit_curves.png"
 MISCLASSIFIED = "misclassified.png"
 
 
@@ -234,4 +235,49 @@ def write_run_plots(out: str | os.PathLike, config: Config, params: Params, data
     confusion_matrix(y_true, y_pred, out / CONFUSION, dataset.num_classes)
     misclassified(np.asarray(dataset.x_test), y_true, y_pred, out / MISCLASSIFIED)
     written += [CONFUSION, MISCLASSIFIED]
+    return written
+
+
+def overfit_curves(loss: Sequence[float | None], accuracy: Sequence[float | None],
+                   path: str | os.PathLike, title: str, num_classes: int = 10) -> None:
+    """`--overfit`: the loss (log scale) and training accuracy of every full-batch step, with
+    100% and chance drawn, so how far memorising got, and how fast, is one glance."""
+    plt = _pyplot()
+    as_array = lambda values: np.asarray([np.nan if v is None else v for v in values], float)
+    steps = np.arange(len(loss))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    losses = as_array(loss)
+    ax_loss.plot(steps, losses, color="tab:blue", lw=1)
+    finite = losses[np.isfinite(losses) & (losses > 0)]
+    # A log axis only where the loss spans a decade: over a narrower range it only adds clutter.
+    spans = finite.size > 1 and finite.max() > 10 * finite.min()
+    ax_loss.set(xlabel="full-batch step", ylabel="mean per-example loss",
+                yscale="log" if spans else "linear", title="loss before each step")
+    ax_acc.plot(steps, 100 * as_array(accuracy), color="tab:blue", lw=1)
+    ax_acc.axhline(100, color="tab:green", ls=":", lw=1, label="100%: memorised")
+    ax_acc.axhline(100 / num_classes, color="grey", ls="--", lw=1,
+                   label=f"chance ({100 / num_classes:.0f}%)")
+    ax_acc.set(xlabel="full-batch step", ylabel="training accuracy (%)", ylim=(0, 102),
+               title="accuracy on the examples being memorised")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize="small", loc="lower right")
+    fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_overfit_plots(out: str | os.PathLike, record: dict[str, Any],
+                        verdict: str | None = None, num_classes: int = 10) -> list[str]:
+    """The plots of an `--overfit` folder from its overfit.json `record`; returns the names."""
+    out = Path(out)
+    state = ("reached 100%" if record["reached"] else "did NOT reach 100%")
+    title = (f"--overfit {record['examples']} ({record['dataset']}): {state} after "
+             f"{record['steps']} steps")
+    overfit_curves(record["loss"], record["accuracy"], out / OVERFIT_CURVES, title, num_classes)
+    written = [OVERFIT_CURVES]
+    if record.get("diagnostics"):
+        gradient_norms(record["diagnostics"], out / GRADIENT_NORMS, verdict)
+        written.append(GRADIENT_NORMS)
     return written

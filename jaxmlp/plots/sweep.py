@@ -48,6 +48,10 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 LINES_PER_PANEL = 6
 
 
+# More series than this in plot_metric_vs get a panel each.
+SMALL_MULTIPLES = 4
+
+
 def _colors(n: int) -> list:
     if n <= len(OKABE_ITO):
         return list(OKABE_ITO[:n])
@@ -152,29 +156,61 @@ def plot_metric_vs(
     logx: bool = True,
     logy: bool = False,
 ) -> None:
-    """One line per series: at each x, the mean over seeds with its 95% bootstrap interval
-    (non-finite seeds left out). `series[name][i]` holds the seeds' values at `x[i]`."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    positive = False
-    for (name, values), color in zip(series.items(), _colors(len(series)), strict=True):
-        means, los, his = [], [], []
-        for v in values:
-            v = np.asarray(v, dtype=float)
-            v = v[np.isfinite(v)]
-            means.append(v.mean() if v.size else np.nan)
-            lo, hi = bootstrap_ci(v)
-            los.append(lo if np.isfinite(lo) else means[-1])
-            his.append(hi if np.isfinite(hi) else means[-1])
-        positive |= bool(np.any(np.asarray(means) > 0))
-        ax.plot(x, means, marker="o", markersize=4, color=color, label=name)
-        ax.fill_between(x, los, his, color=color, alpha=0.2, linewidth=0)
-    if logx:
-        ax.set_xscale("log")
-        ax.set_xlim(min(x) / 1.5, max(x) * 1.5)  # explicit: all-NaN series set no limits
-    if logy and positive:  # a log axis needs something above 0 to show
-        ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    """At each x, the mean over seeds with its 95% bootstrap interval (non-finite seeds left
+    out). `series[name][i]` holds the seeds' values at `x[i]`. Up to `SMALL_MULTIPLES` series
+    share one panel; more get one panel each (the others in grey behind it, same axes), since
+    lines that coincide, as many do at 0, would otherwise hide each other."""
+    names = list(series)
+    summaries = {name: _mean_and_interval(values) for name, values in series.items()}
+    positive = any(bool(np.any(np.asarray(m) > 0)) for m, _, _ in summaries.values())
+    many = len(names) > SMALL_MULTIPLES
+    cols = min(4, len(names)) if many else 1
+    rows = -(-len(names) // cols) if many else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5, 4.8) if not many else
+                             (3.2 * cols, 2.4 * rows + 0.8), sharex=True, sharey=True,
+                             squeeze=False)
+    colors = _colors(len(names))
+    for k, ax in enumerate(axes.flat):
+        if many and k >= len(names):
+            ax.set_visible(False)
+            continue
+        shown = [names[k]] if many else names
+        for name in names if many else ():
+            ax.plot(x, summaries[name][0], color="0.85", lw=1, zorder=1)
+        for name in shown:
+            means, los, his = summaries[name]
+            color = colors[names.index(name)]
+            ax.plot(x, means, marker="o", markersize=4, color=color, label=name, zorder=3)
+            ax.fill_between(x, los, his, color=color, alpha=0.2, linewidth=0, zorder=2)
+        if many:
+            ax.set_title(names[k], fontsize=9)
+        if logx:
+            ax.set_xscale("log")
+            ax.set_xlim(min(x) / 1.5, max(x) * 1.5)  # explicit: all-NaN series set no limits
+        if logy and positive:  # a log axis needs something above 0 to show
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set(xlabel=xlabel)
+    for ax in axes[:, 0]:
+        ax.set(ylabel=ylabel)
+    if not many:
+        axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title + ("\n(one panel per series, the others in grey; band: 95% CI over "
+                          "seeds)" if many else ""), fontsize="medium")
     fig.tight_layout()
     _save(fig, path)
+
+
+def _mean_and_interval(values: Sequence[np.ndarray]) -> tuple[list, list, list]:
+    """Per x: the mean of the finite seeds' values and its bootstrap interval (the mean where
+    the interval is undefined)."""
+    means, los, his = [], [], []
+    for v in values:
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v)]
+        means.append(v.mean() if v.size else np.nan)
+        lo, hi = bootstrap_ci(v)
+        los.append(lo if np.isfinite(lo) else means[-1])
+        his.append(hi if np.isfinite(hi) else means[-1])
+    return means, los, his

@@ -125,7 +125,7 @@ def _run_flags(g: argparse._ArgumentGroup) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags: the sweep's, then every `Config` field (the base configuration)."""
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m jaxmlp.sweep",
         description="Train a grid of variants x seeds as a few vmapped programs, with statistics "
         "and plots. The base configuration comes from --spec and/or the configuration flags "

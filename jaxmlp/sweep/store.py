@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jaxmlp import checkpoint
+from jaxmlp.rundir import make_folder
 from jaxmlp.sweep.plan import Chunk
 from jaxmlp.sweep.spec import SweepSpec
 
@@ -72,6 +73,7 @@ def read_chunks(folder: Path, fingerprint: str, num_runs: int) -> dict[int, dict
 
 def prepare_out(out: Path, spec: SweepSpec) -> dict[str, Any] | None:
     """Create `out`, or check that it holds this same sweep. Returns the old record, if any."""
+    make_folder(out)  # a file in the way is one clear error, not a traceback
     record_path = out / SWEEP_JSON
     if record_path.exists():
         try:

@@ -22,6 +22,10 @@ from jaxmlp.sweep.program import PROBES, RESULT_FIELDS
 from jaxmlp.sweep.result import SweepResult
 from jaxmlp.sweep.spec import SweepSpec, format_value
 
+# Where the words of these tables are explained in plain terms (bootstrap interval, blocked
+# pairs, input-blind images, lockstep, traced settings).
+GLOSSARY = "Terms: jaxmlp's README.md, 'Words used here'."
+
 
 def results_columns(spec: SweepSpec) -> list[str]:
     """results.csv's columns: run, variant, the settings that vary, seed, epoch, metrics."""
@@ -177,7 +181,7 @@ def _results_table(spec: SweepSpec, summary: Sequence[Mapping[str, Any]]) -> lis
         "mean]. Train loss is the mean per-example loss whatever the reduction, over runs that "
         f"stayed finite (n). 'to {target}': mean epochs to reach {target} test accuracy, over "
         "the seeds that reached it (how many in brackets). 'diverged': runs whose loss became "
-        "NaN/inf.",
+        f"NaN/inf. {GLOSSARY}",
         "",
         f"| variant | final test accuracy | final train loss (n) | to {target} | diverged |",
         "|---|---|---|---|---|",
@@ -199,7 +203,7 @@ def _results_table(spec: SweepSpec, summary: Sequence[Mapping[str, Any]]) -> lis
 def _probes_table(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     """The per-variant probes, at initialisation -> after training."""
     lines = [f"Unit probes on the first {PROBE_EXAMPLES:,} training examples, mean over seeds, "
-             "at initialisation -> after training (see `jaxmlp.probes`):", "",
+             f"at initialisation -> after training (see `jaxmlp.probes`; {GLOSSARY}):", "",
              "| variant | dead/saturated units | blocked unit-image pairs | input-blind "
              "images | all-zero outputs |",
              "|---|---|---|---|---|"]
