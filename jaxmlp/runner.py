@@ -45,6 +45,7 @@ from jaxmlp.loop import (
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
 from jaxmlp.plots import run as plotting
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
+from jaxmlp.report.base import step_causes, step_fixes
 from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder, make_folder
 from jaxmlp.versions import versions
 
@@ -218,11 +219,12 @@ def divergence_message(config: Config, epoch: int, step: int, num_steps: int, p:
                        note: str) -> str:
     kept = (f"the last good checkpoint (epoch {epoch - 1}) in {p.run.checkpoint_path} is intact"
             if epoch > 1 else "no checkpoint was written (it diverged in the first epoch)")
+    # The report's words for what makes steps large, so the two never disagree.
+    causes = step_causes(config) or [f"a learning rate too large for these inputs (now "
+                                     f"{config.learning_rate:g})"]
     return (f"the loss became non-finite (NaN or inf) at epoch {epoch}, step {step} of "
-            f"{num_steps}; training stopped and {kept}. Usual causes: a learning rate too large "
-            f"for these inputs (now {config.learning_rate:g}; try {config.learning_rate / 10:g})"
-            + (f", or unscaled inputs (--input-scale {config.input_scale}; try unit)."
-               if config.input_scale != "unit" else ".") + note)
+            f"{num_steps}; training stopped and {kept}. Usual causes: {'; '.join(causes)}; "
+            f"try {' or '.join(step_fixes(config))}." + note)
 
 
 def step_losses(m: Any) -> list[float | None]:

@@ -17,7 +17,7 @@ LAYERS = (
                     "jaxmlp.compilation")),
     ("maths", ("jaxmlp.model", "jaxmlp.losses")),
     ("loop", ("jaxmlp.loop",)),
-    ("measurements", ("jaxmlp.probes", "jaxmlp.overfit", "jaxmlp.gradcheck")),
+    ("measurements", ("jaxmlp.probes", "jaxmlp.overfit", "jaxmlp.gradcheck", "jaxmlp.reference")),
     ("rows, words, folder", ("jaxmlp.diagnostics", "jaxmlp.report", "jaxmlp.rundir")),
     ("pictures", ("jaxmlp.plots",)),
     ("sweeps", ("jaxmlp.sweep",)),
