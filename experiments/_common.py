@@ -28,9 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkout
     sys.path.insert(0, str(REPO))
 
+import jax  # noqa: E402
+
 from jaxmlp import cli, compilation, data, stats, sweep  # noqa: E402
 from jaxmlp.checkpoint import CheckpointError, atomic_write_text  # noqa: E402
 from jaxmlp.config import Config, ConfigError  # noqa: E402
+from jaxmlp.rundir import make_folder  # noqa: E402
+from jaxmlp.sweep import distributed  # noqa: E402
 
 MODES = ("default", "quick", "smoke")
 
@@ -43,6 +47,8 @@ def entry(main: Callable[[], int]) -> typing.NoReturn:
     """Run an experiment's `main` as a command: its exit code, or one line for a user error."""
     try:
         code = main()
+    except distributed.ProcessLost as e:  # a peer died: leave now, not after JAX's 100 s wait
+        distributed.leave(str(e), 2)
     except USER_ERRORS as e:
         cli.fail(str(e))
     except KeyboardInterrupt:
@@ -58,6 +64,8 @@ class Args:
     data_dir: str | None
     max_parallel: int | None
     progress: bool
+    # Process 0 of a multi-process sweep writes the output folder; the others only train.
+    writer: bool = True
     # What the sweeps of one invocation share: each structure compiles once and each data set
     # is read once (a control sweep that repeats a structure of the main grid reuses its program).
     programs: sweep.ProgramCache = dataclasses.field(
@@ -82,17 +90,26 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     parser.add_argument("--max-parallel", type=int, default=None, metavar="K",
                         help="train at most K runs at a time")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    distributed.add_process_flags(parser)
     a = parser.parse_args(argv)
     # Before JAX starts (no-ops after): the trainer's XLA:CPU options, one CPU device per core
-    # so runs train side by side, and the compilation cache, so a second run skips compiling.
+    # so runs train side by side, the sweep's other processes if it has several, and the
+    # compilation cache, so a second run skips compiling.
     compilation.tune_xla_cpu()
     compilation.split_cpu_into_devices()
+    distributed.start_processes(a)
     compilation.enable_compilation_cache()
     _TRAINED["runs"] = 0
     mode = "smoke" if a.smoke else "quick" if a.quick else "default"
     suffix = "" if mode == "default" else f"-{mode}"
     out = Path(a.out) if a.out else Path("runs") / f"{name}{suffix}"
-    return Args(mode, out, a.data_dir, a.max_parallel, a.progress)
+    writer = jax.process_index() == 0
+    if writer:
+        try:  # a file in the way is said now, before any data is read or run trained
+            make_folder(out)
+        except ConfigError as e:
+            cli.fail(str(e))
+    return Args(mode, out, a.data_dir, a.max_parallel, a.progress, writer)
 
 
 def compile_mode(mode: str) -> str:
@@ -127,12 +144,10 @@ def budget_section(mode: str, budget: Any, started: float, out: Path,
                    extra: str = "") -> tuple[str, str]:
     """A summary.md section naming the budget, the machine and the experiment's wall time.
 
-    Each invocation is logged in `out/experiment.json`: a rerun in the same folder reads finished
-    runs back instead of training them, so its own wall time says little; the log keeps the
-    time of the invocation that did the training.
+    Each invocation is logged in `out/experiment.json` (by process 0 alone): a rerun in the same
+    folder reads finished runs back instead of training them, so its own wall time says little;
+    the log keeps the time of the invocation that did the training.
     """
-    import jax
-
     log_path = out / "experiment.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
     log["invocations"].append({
@@ -144,7 +159,8 @@ def budget_section(mode: str, budget: Any, started: float, out: Path,
         "jax": jax.__version__,
         "command": sys.argv,
     })
-    atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+    if jax.process_index() == 0:
+        atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
     fields = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in
                        dataclasses.asdict(budget).items())
     runs = "; ".join(f"{i['wall_seconds']:.1f} s, {i['runs_trained']} runs trained"
@@ -170,12 +186,14 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
     default, labelled as what they are: a check that the script runs)."""
     if mode != "default":
         findings = [SMALL_BUDGET.format(mode=mode), *findings]
-    sweep.write_findings(result, findings, sections)
+    if jax.process_index() == 0:  # the others of a multi-process sweep only train
+        sweep.write_findings(result, findings, sections)
     heading = "findings" if mode == "default" else f"what the {mode} budget's numbers say"
     echo(f"\n{result.spec.name}: {heading}")
     for f in findings:
         echo(f"- {f}")
-    echo(f"outputs in {result.out}")
+    echo(f"outputs in {result.out}" if jax.process_index() == 0 else
+         f"process {jax.process_index()}: trained its share; process 0 writes the outputs")
 
 
 def mnist(data_dir: str | None, **settings: Any) -> Config:

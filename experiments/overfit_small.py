@@ -157,10 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "ms per update", "seconds (median)", "test accuracy at the end"], rows)
 
     series = {net(h): [per[name_of(n, h)][1] for n in b.sizes] for h in b.hidden}
-    plots_sweep.plot_metric_vs(
-        args.out / "updates_to_100.png", list(b.sizes), series, xlabel="training images",
-        ylabel="updates to 100% training accuracy (mean, 95% CI)",
-        title="Updates to memorise the training set", logx=True, logy=True)
+    if args.writer:
+        plots_sweep.plot_metric_vs(
+            args.out / "updates_to_100.png", list(b.sizes), series, xlabel="training images",
+            ylabel="updates to 100% training accuracy (mean, 95% CI)",
+            title="Updates to memorise the training set", logx=True, logy=True)
 
     C.finish(result, findings(per, b, result), [
         ("Updates and seconds to 100% training accuracy", table + "\n\nPlot: "

@@ -156,9 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     series = {opt.upper(): [result.final(label(opt, lr), "test_accuracy") for lr in lrs]
               for opt in OPTIMIZERS}
-    plots_sweep.plot_metric_vs(
-        args.out / "lr_vs_accuracy.png", lrs, series, xlabel="learning rate (log scale)",
-        ylabel="final test accuracy (mean, 95% CI)", title=spec.name)
+    if args.writer:
+        plots_sweep.plot_metric_vs(
+            args.out / "lr_vs_accuracy.png", lrs, series, xlabel="learning rate (log scale)",
+            ylabel="final test accuracy (mean, 95% CI)", title=spec.name)
     table = C.table(
         ["learning rate", *[f"{o.upper()} test accuracy" for o in OPTIMIZERS],
          *[f"{o.upper()} diverged" for o in OPTIMIZERS]],

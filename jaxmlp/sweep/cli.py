@@ -10,8 +10,11 @@ import json
 import typing
 from typing import Any
 
+import jax
+
 from jaxmlp import checkpoint, cli, compilation, data
 from jaxmlp.config import Config, ConfigError
+from jaxmlp.sweep import distributed
 from jaxmlp.sweep.program import COMPILE_MODES
 from jaxmlp.sweep.result import SweepResult
 from jaxmlp.sweep.run import run_sweep
@@ -135,19 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("sweep")
     _spec_flags(group)
     _run_flags(group)
+    distributed.add_process_flags(parser)
     cli.add_dataclass_flags(parser, Config, "base configuration")
     return parser
 
 
 def _start_jax(args: argparse.Namespace) -> None:
-    """Before JAX starts: the XLA:CPU options `python -m jaxmlp.train` uses, and one CPU device
-    per core so that runs train side by side (benchmarks/README.md)."""
+    """Before JAX starts: the XLA:CPU options `python -m jaxmlp.train` uses, one CPU device per
+    core so that runs train side by side (benchmarks/README.md), and the other processes of the
+    sweep, if it has several."""
     compilation.tune_xla_cpu()
     for flag, value in (("--cpu-devices", args.cpu_devices),
                         ("--runs-per-batch", args.runs_per_batch)):
         if value is not None and value < 1:
             cli.fail(f"{flag} must be at least 1, got {value}")
     compilation.split_cpu_into_devices(args.cpu_devices)
+    distributed.start_processes(args)
     # Re-running a sweep (or one with the same structures) then loads its programs from disk.
     compilation.enable_compilation_cache()
 
@@ -185,6 +191,10 @@ def spec_document(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
     rec = result.record
+    if jax.process_index() > 0:
+        print(f"process {jax.process_index()} of {jax.process_count()}: trained its share of "
+              f"{spec.name}'s {rec['num_runs']} runs; process 0 writes the outputs in {out}")
+        return
     print(f"{spec.name}: {rec['num_runs']} runs ({len(spec.variants)} variants x "
           f"{len(spec.seeds)} seeds) in {rec['num_programs']} programs; wall "
           f"{rec['wall_seconds']:.1f} s (compile {rec['compile_seconds']:.1f} s, train "
@@ -200,16 +210,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _start_jax(args)
+    user_errors = (SpecError, SweepError, ConfigError, data.DataError, checkpoint.CheckpointError)
     try:
         doc = spec_document(parser, args, argv)
         spec, run_options = spec_from_dict(doc, where=args.spec or "command line")
+    except user_errors as e:
+        distributed.abandon_start(e)
+        cli.fail(str(e))
+    try:
         result = run_sweep(spec, args.out, max_parallel=run_options.get("max_parallel"),
                            progress=args.progress, compile_mode=args.compile, plots=args.plots,
                            runs_per_batch=args.runs_per_batch)
-    except (SpecError, SweepError, ConfigError, data.DataError, checkpoint.CheckpointError) as e:
+    except distributed.ProcessLost as e:
+        distributed.leave(str(e), code=1)
+    except user_errors as e:
         cli.fail(str(e))
     except KeyboardInterrupt:
-        cli.fail(f"interrupted; finished chunks are saved in {args.out}/{CHUNKS}: run the same "
-                 "command again to continue", code=130)
+        message = (f"interrupted; finished chunks are saved in {args.out}/{CHUNKS}: run the same "
+                   "command again to continue")
+        if jax.process_count() > 1:
+            distributed.leave(message, code=130)
+        cli.fail(message, code=130)
     _report(spec, result, args.out)
     return 0

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config
+from jaxmlp.sweep import distributed
 from jaxmlp.sweep.datasets import DataCache, sweep_data
 from jaxmlp.sweep.plan import Chunk, Run, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
@@ -38,9 +39,12 @@ from jaxmlp.sweep.spec import (
 )
 from jaxmlp.sweep.store import (
     CHUNKS,
+    SweepError,
     flatten_result,
+    pack_results,
     prepare_out,
     read_chunks,
+    unpack_results,
     write_chunk,
     write_record,
 )
@@ -92,22 +96,28 @@ def run_sweep(
     `programs` and `datasets` are the caches of compiled programs and loaded data sets: pass the
     same objects to several sweeps to compile each structure and read each data set once
     (default: fresh ones, for this call only).
+
+    After `jax.distributed.initialize` (`distributed.start_processes`), every process calls
+    this with the same spec: the runs are sharded over every device of every process, process 0
+    alone touches `out`, and every process returns the same, complete result. A process that
+    could not start, or was given another spec or other data, stops them all before training
+    (SpecError, SweepError); a failure during training raises `distributed.ProcessLost`.
     """
     session = Session()
     opts = Options(compile_mode, runs_per_batch,
                    ProgramCache() if programs is None else programs,
                    DataCache() if datasets is None else datasets)
     max_parallel = check_max_parallel(max_parallel)
-    plan = make_plan(spec, max_parallel, devices, opts)
     out = Path(out)
-    writer = jax.process_index() == 0
-    old = prepare_out(out, spec)
+    writer = jax.process_index() == 0  # of several processes, process 0 alone writes `out`
+    if jax.process_count() == 1:
+        plan = make_plan(spec, max_parallel, devices, opts)
+        start = open_out(out, spec, plan)
+    else:
+        plan, start = start_together(spec, out, max_parallel, devices, opts, writer)
+    old, done, pending = start
     chunk_dir = out / CHUNKS
-    if writer:
-        chunk_dir.mkdir(parents=True, exist_ok=True)
-    done = read_chunks(chunk_dir, spec.fingerprint(), len(plan.runs))
-    pending = [c for c in plan.chunks if not all(r in done for r in c.runs)]
-    if done:
+    if done and writer:
         log(f"resuming {out}: {len(done)} of {len(plan.runs)} runs already trained; "
             f"{len(pending)} of {len(plan.chunks)} chunks to go")
     record = build_record(spec, plan.runs, plan.groups, plan.chunks, plan.mesh, max_parallel,
@@ -116,15 +126,82 @@ def run_sweep(
         write_record(out, record)
     try:
         train_chunks(spec, plan, opts, pending, done, session, chunk_dir if writer else None,
-                     progress=progress, max_chunks=max_chunks)
-    except BaseException:
+                     progress=progress and writer, max_chunks=max_chunks)
+    except BaseException as e:
         # Interrupted (Ctrl-C) or failed: the finished chunks are on disk; log the session too.
         end_session(record, session, pending, "interrupted")
         if writer:
             write_record(out, record)
+        if jax.process_count() > 1 and isinstance(e, Exception):
+            raise distributed.ProcessLost(
+                f"training stopped ({distributed.one_line(e)}); when one process of a sweep "
+                f"fails or is stopped, the others stop too. The finished chunks are in "
+                f"{chunk_dir} on process 0: start every process again with the same command to "
+                "continue"
+            ) from e
         raise
     return finish(spec, out, plan, opts, pending, done, session, record, writer=writer,
                   plots=plots)
+
+
+class Start(NamedTuple):
+    """Where a call starts from: the record already in `out` (None: a new sweep, or not
+    process 0), the results already trained, by run, and the chunks left to train."""
+
+    old: dict[str, Any] | None
+    done: dict[int, dict[str, Any]]
+    pending: list[Chunk]
+
+
+def open_out(out: Path, spec: SweepSpec, plan: Plan) -> Start:
+    """Create `out` (or check it holds this sweep) and read back the chunks already trained."""
+    old = prepare_out(out, spec)
+    chunk_dir = out / CHUNKS
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    done = read_chunks(chunk_dir, spec.fingerprint(), len(plan.runs))
+    pending = [c for c in plan.chunks if not all(r in done for r in c.runs)]
+    return Start(old, done, pending)
+
+
+def start_together(spec: SweepSpec, out: Path, max_parallel: int | None,
+                   devices: Sequence[jax.Device] | None, opts: Options, writer: bool
+                   ) -> tuple[Plan, Start]:
+    """`make_plan` and `open_out` for a sweep of several processes, each step followed by a
+    collective so that every process stops at the same point, with the same message, if any
+    fails: every process plans and loads its data, and they compare spec and data; then process
+    0 opens `out` and sends everyone the results already trained and the chunks left."""
+    try:
+        plan = make_plan(spec, max_parallel, devices, opts)
+        checksum = distributed.data_checksum([c for c, _ in plan.groups], opts.datasets)
+        mine = distributed.status(spec.fingerprint(), checksum)
+    except Exception as e:
+        mine, error = distributed.failure(e), e
+    else:
+        error = None
+    why = distributed.agreement(distributed.gather_bytes(mine))
+    if error is not None:
+        raise error  # this process's own error, as it would be alone
+    if why is not None:
+        raise SweepError(why)
+    start, sent = Start(None, {}, []), b""
+    if writer:
+        try:
+            start = open_out(out, spec, plan)
+            left = {c.id for c in start.pending}
+            pending = [i for i, c in enumerate(plan.chunks) if c.id in left]
+            sent = pack_results({-1: {"pending": np.asarray(pending, np.int64)}, **start.done})
+        except Exception as e:
+            sent, error = b"error:" + distributed.one_line(e).encode(), e
+    reply = distributed.gather_bytes(sent)[0]
+    if error is not None:
+        raise error
+    if reply.startswith(b"error:"):
+        raise SweepError(f"process 0 could not start: {reply[6:].decode()}")
+    if not writer:
+        done = unpack_results(reply)
+        pending = [plan.chunks[int(i)] for i in done.pop(-1)["pending"]]
+        start = Start(None, done, pending)
+    return plan, start
 
 
 def make_plan(spec: SweepSpec, max_parallel: int | None, devices: Sequence[jax.Device] | None,
@@ -260,6 +337,7 @@ def finish(spec: SweepSpec, out: Path, plan: Plan, opts: Options, pending: Seque
     results: list[dict[str, Any]] = [done.get(r.index, {}) for r in runs]
     summary: list[dict[str, Any]] = []
     if complete:
+        # On every process: a script that goes on from the result takes the same path on each.
         summary = summarize(spec, runs, results, opts.datasets)
         if writer:
             write_outputs(out, spec, runs, results, summary, record, datasets=opts.datasets,

@@ -4,6 +4,7 @@ folder holds this same sweep."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import zipfile
@@ -68,6 +69,25 @@ def read_chunks(folder: Path, fingerprint: str, num_runs: int) -> dict[int, dict
             if not 0 <= int(r) < num_runs:
                 raise SweepError(f"{path} names run {int(r)}, which this sweep does not have")
             done[int(r)] = {k: v[j] for k, v in arrays.items()}
+    return done
+
+
+def pack_results(done: Mapping[int, Mapping[str, np.ndarray]]) -> bytes:
+    """Per-run results as one .npz in memory (keys `<run>/<metric>`), to send to other
+    processes; `unpack_results` reads it back."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{r}/{k}": np.asarray(v) for r, arrays in done.items()
+                        for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def unpack_results(payload: bytes) -> dict[int, dict[str, np.ndarray]]:
+    """The per-run results `pack_results` packed."""
+    done: dict[int, dict[str, np.ndarray]] = {}
+    with np.load(io.BytesIO(payload), allow_pickle=False) as f:
+        for key in f.files:
+            run, name = key.split("/", 1)
+            done.setdefault(int(run), {})[name] = f[key]
     return done
 
 
