@@ -32,6 +32,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def vector_extensions() -> str:
+    """'AVX-512', 'AVX2' or what the CPU has: XLA's CPU kernels, and so every figure here,
+    differ a lot between them."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
 def _cpu_ticks() -> tuple[int, int]:
     """(busy, total) jiffies over all CPUs since boot."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -150,6 +162,7 @@ def machine() -> dict[str, Any]:
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "vector": vector_extensions(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -170,7 +183,8 @@ def machine() -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     return (
-        f"{info['cpu']}, {info['cores']} cores, {info['platform']}; python {info['python']}, "
+        f"{info['cpu']} ({info['vector']}), {info['cores']} cores, {info['platform']}; "
+        f"python {info['python']}, "
         f"jax {info['jax']}, numpy {info['numpy']}, torch {info['torch'] or 'not installed'}; "
         f"1-min load average at start {info['loadavg_1min']}"
     )
