@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -127,15 +128,53 @@ def _affine_bwd(
 _affine.defvjp(_affine_fwd, _affine_bwd)
 
 
-def training_activations(params: Params, x: jax.Array, activation: str) -> list[jax.Array]:
+# --- dropout: training only ---------------------------------------------------------------------
+
+
+class Dropout(NamedTuple):
+    """What a training forward pass needs to drop units: one key for the step, and a rate for
+    the inputs and one for the hidden activations. A rate of None puts no dropout code in the
+    program at all (not a rate of 0: see `loop.make_step` for why that difference is kept)."""
+
+    key: jax.Array
+    inputs: jax.Array | float | None = None
+    hidden: jax.Array | float | None = None
+
+
+def dropout(key: jax.Array, x: jax.Array, rate: jax.Array | float) -> jax.Array:
+    """Inverted dropout: each entry of `x` is zeroed with probability `rate` (independently),
+    the survivors are divided by 1 - rate, so every entry keeps its expected value and nothing
+    needs rescaling at evaluation time (which simply does not call this). `rate` may be traced
+    and must be below 1."""
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def _maybe_drop(drop: Dropout | None, rate: jax.Array | float | None, index: int,
+                x: jax.Array) -> jax.Array:
+    """`x` with dropout at `rate` when there is one; layer `index`'s mask has its own key
+    (fold_in(step key, index): 0 for the inputs, l for hidden layer l)."""
+    if drop is None or rate is None:
+        return x
+    return dropout(jax.random.fold_in(drop.key, index), x, rate)
+
+
+def training_activations(params: Params, x: jax.Array, activation: str,
+                         drop: Dropout | None = None) -> list[jax.Array]:
     """`model.mlp_activations` (every hidden layer's output, then the logits) for training: the
     same forward pass, same operations and values, with `_affine`'s faster weight gradient for
     narrow layers. Anything that must update parameters bit for bit as `loop.make_step` does
-    differentiates this, not `mlp_apply`."""
+    differentiates this, not `mlp_apply`.
+
+    `drop`: dropout on the inputs and on each hidden layer's output (the activations returned
+    are the ones the next layer received, with their dropped entries zero). Without it the
+    computation is exactly the one above."""
     act = ACTIVATIONS[activation]
     outs = []
-    for layer in params[:-1]:
+    x = _maybe_drop(drop, drop.inputs if drop else None, 0, x)
+    for i, layer in enumerate(params[:-1]):
         x = act(_affine(x, layer["w"], layer["b"], layer["w"].shape[-1] <= _NARROW))
+        x = _maybe_drop(drop, drop.hidden if drop else None, i + 1, x)
         outs.append(x)
     last = params[-1]
     outs.append(_affine(x, last["w"], last["b"], last["w"].shape[-1] <= _NARROW))

@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +28,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxmlp import data, probes
-from jaxmlp.config import Config, ConfigError, check_against_data, validate
+from jaxmlp.config import (
+    Config,
+    ConfigError,
+    check_against_data,
+    dataset_defaults,
+    flag_name,
+    validate,
+)
 from jaxmlp.diagnostics import make_row, nonfinite_note, num, rows_from_train
 from jaxmlp.loop import (
     DeviceData,
@@ -48,6 +55,10 @@ from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
 from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder, make_folder
 from jaxmlp.versions import versions
+
+# The settings `overfit_config` decides (and epochs, which steps replace): a data set's own
+# defaults leave them alone under --overfit.
+OVERFIT_SETS = ("batch_size", "epochs", "train_subset", "schedule")
 
 # The test accuracy whose training time the summary reports ("time to 98%").
 TARGET_ACCURACY = 0.98
@@ -83,19 +94,44 @@ class Prepared(NamedTuple):
 
 
 def _record(config: Config, dataset: data.Dataset, note: str | None, dev: DeviceData,
-            hyper: Hyper) -> dict[str, Any]:
-    """config.json: what was asked, and what was used."""
+            hyper: Hyper, applied: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json: what was asked, and what was used (the data set's own defaults and the
+    preprocessing that did not apply, when there are any: an MNIST record stays as it was)."""
+    record = {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
+              "verified": dataset.verified, "fallback": note,
+              "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0])}
+    if applied:
+        record["defaults"] = applied
+    skipped = _skipped(config, dataset)
+    if skipped:
+        record["skipped_preprocessing"] = skipped
     return {
         "config": config.to_dict(),
-        "dataset": {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
-                    "verified": dataset.verified, "fallback": note,
-                    "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0])},
+        "dataset": record,
         "hyper": {k: float(v) for k, v in hyper._asdict().items()},
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _skipped(config: Config, dataset: data.Dataset) -> list[str]:
+    return data.skipped_steps(dataset.points, config.flatten, config.input_scale,
+                              dataset.x_train.shape)
+
+
+def with_defaults(config: Config, given: Collection[str] | None, log: Callable[[str], None],
+                  leave: Collection[str] = ()) -> tuple[Config, dict[str, Any]]:
+    """`config.dataset_defaults`, validated, then said in flags when it sets anything (after
+    the checks: a refused setting is the only line)."""
+    config, applied = dataset_defaults(config, given, leave)
+    validate(config)
+    if applied:
+        words = " ".join(f"{flag_name(k)} {' '.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in applied.items())
+        log(f"{config.dataset}: its own defaults for the settings not given: {words}")
+    return config, applied
 
 
 def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
@@ -107,25 +143,30 @@ def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
     check_against_data(config, len(dataset.y_train))
     if note:
         log(note)
+    skipped = _skipped(config, dataset)
+    if skipped:
+        log(f"{dataset.name}: preprocessing skipped, it does not apply: {'; '.join(skipped)}")
     dev = device_data(dataset, config)
     return dataset, note, dev, hyper_from_config(config, np.asarray(dev.x_train))
 
 
 def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
-            log: Callable[[str], None]) -> Prepared:
-    """Everything a run needs before compiling; bad settings fail here, before any work."""
+            log: Callable[[str], None], given: Collection[str] | None = None) -> Prepared:
+    """Everything a run needs before compiling; bad settings fail here, before any work.
+    `given`: the settings given explicitly, which the data set's own defaults leave alone."""
+    applied: dict[str, Any] = {}
     if resume:
         if out is None:
             raise ConfigError("--resume needs the run folder to continue")
         config = RunDir(out).config()
     else:
-        validate(config)
+        config, applied = with_defaults(config, given, log)
     dataset, note, dev, hyper = load(config, progress=progress, log=log)
     state, data_key, tx = initial_state(jax.random.key(config.seed), config, dev, hyper,
                                         dataset.num_classes)
     if not resume:
         path = out if out is not None else default_folder(dataset.name)
-        run = RunDir.create(path, _record(config, dataset, note, dev, hyper))
+        run = RunDir.create(path, _record(config, dataset, note, dev, hyper, applied))
         return Prepared(config, dataset, dev, hyper, run, state, data_key, tx, 0, [], [])
     run = RunDir(out)
     state, start_epoch = run.restore(state)
@@ -333,16 +374,18 @@ def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
 def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         progress: bool = True, max_epochs: int | None = None,
         log: Callable[[str], None] = print, diagnose: bool = False,
-        plots: bool = False) -> dict[str, Any]:
+        plots: bool = False, given: Collection[str] | None = None) -> dict[str, Any]:
     """Train one model, writing config.json, metrics.jsonl, checkpoint.npz and summary.json.
 
     With `resume=True`, `out` is an existing run folder and its config.json is the configuration
     (the `config` argument is ignored). `max_epochs` stops after that many epochs in this call,
     as an interruption would. `diagnose` also writes diagnostics.jsonl and logs a report;
-    `plots` writes PNGs (and turns on `diagnose`, for the gradient plot). Returns the summary.
+    `plots` writes PNGs (and turns on `diagnose`, for the gradient plot). `given`: the fields
+    set explicitly, kept whatever the data set's own defaults say (`config.dataset_defaults`;
+    None: those still at Config's defaults are not given). Returns the summary.
     """
     t_start = time.perf_counter()
-    p = prepare(config, out, resume=resume, progress=progress, log=log)
+    p = prepare(config, out, resume=resume, progress=progress, log=log, given=given)
     t_data = time.perf_counter()
     recorder = Recorder(p) if diagnose or plots else None
     epoch_fn, eval_fn = compile_programs(p, recorder)
@@ -366,17 +409,21 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
 
 def run_overfit(config: Config, num_examples: int, out: str | Path | None = None, *,
                 max_steps: int | None = None, progress: bool = True, diagnose: bool = False,
-                plots: bool = False, log: Callable[[str], None] = print) -> OverfitResult:
+                plots: bool = False, log: Callable[[str], None] = print,
+                given: Collection[str] | None = None) -> OverfitResult:
     """`python -m jaxmlp.train --overfit N`: load the data, fit N examples, write overfit.json
     into `out` when given. `diagnose` adds the report of a normal run's --diagnose, on the N
     examples; `plots` draws the steps (and the gradient norms) into `out`, a new folder under
-    runs/ when not given. Bad settings raise ConfigError before any work."""
+    runs/ when not given; `given` as for `run`. Bad settings raise ConfigError before any
+    work."""
     max_steps = OVERFIT_MAX_STEPS if max_steps is None else max_steps
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
     if out is not None:
         make_folder(out)  # a bad --out is said before any work
+    # Not the batch, epochs or schedule: the overfit sets its own (one full batch, steps).
+    config, _ = with_defaults(config, given, log, leave=OVERFIT_SETS)
     loaded = data.load_data(validate(config), progress=progress)
     available = len(loaded[0].y_train)
     if num_examples > available:  # said before the subset the overfit implies is checked

@@ -106,7 +106,7 @@ def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
     try:
         result = run_overfit(cli.dataclass_from_args(Config, args), args.overfit, args.out,
                              max_steps=args.overfit_steps, progress=args.progress,
-                             diagnose=args.diagnose, plots=args.plots)
+                             diagnose=args.diagnose, plots=args.plots, given=given)
     except (ConfigError, data.DataError) as e:
         cli.fail(str(e))
     print(result.describe())
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = cli.dataclass_from_args(Config, args)
         summary = run(config, args.resume or args.out, resume=bool(args.resume),
-                      progress=args.progress, diagnose=args.diagnose, plots=args.plots)
+                      progress=args.progress, diagnose=args.diagnose, plots=args.plots,
+                      given=cli.flags_given(parser, argv))
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
         cli.fail(str(e))
     except Diverged as e:

@@ -1,7 +1,8 @@
 """Data sets: finding, reading, checking and downloading MNIST-style data.
 
 Everything returns plain NumPy arrays: images uint8 with shape (N, H, W) and values 0..255,
-labels int32 with shape (N,) and values 0..9. Preprocessing (scaling, flattening, one-hot) is a
+labels int32 with shape (N,) and values 0..9; the toy sets, points float32 (N, 2) with labels
+0..num_classes-1. Preprocessing (scaling, flattening, one-hot) is a
 separate, explicit step (`preprocess`), so the raw data is always what was on disk.
 
 `load_dataset("mnist")` (and "fashion_mnist") reads a named folder when there is one: the
@@ -26,19 +27,22 @@ content are accepted as the user's own data and recorded as unverified.
 
 "digits" is scikit-learn's bundled 8x8 set: small, always available, good for offline smoke runs.
 
+"spirals", "moons", "circles", "xor" and "blobs" (`toy`) are points in the plane in 2 or 3
+classes, generated from a data seed: toy problems whose decision boundary can be drawn.
+
 The modules, each importing only those above it: `errors`; `idx` (the IDX reader); `specs` (the
 known data sets); `cache` (the user cache folder); `dataset` (the Dataset and its checks);
-`download`; `tfds`; `digits`; `preprocess`; `lookup` (`load_dataset`); `fallback` (`load_data`:
-the data set a `Config` asks for). This package re-exports
-their public names. Module constants such as `lookup.SYSTEM_DATA_DIR` and
-`download.DOWNLOAD_TIMEOUT_S` are read where they are defined: to change one, set it there.
+`download`; `tfds`; `digits`; `toy`; `preprocess`; `lookup` (`load_dataset`); `fallback`
+(`load_data`: the data set a `Config` asks for). This package re-exports their public names.
+Module constants such as `lookup.SYSTEM_DATA_DIR` and `download.DOWNLOAD_TIMEOUT_S` are read
+where they are defined: to change one, set it there.
 """
 
 from __future__ import annotations
 
 # Names in __all__ are the public API; those imported "as" themselves are reachable as
 # jaxmlp.data.<name>, as they were before the split, but stay out of `import *`.
-from jaxmlp.config import DATASETS, SOURCES
+from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS
 from jaxmlp.data.cache import cache_dir
 from jaxmlp.data.dataset import NUM_CLASSES as NUM_CLASSES
 from jaxmlp.data.dataset import Dataset
@@ -50,13 +54,17 @@ from jaxmlp.data.idx import read_idx
 from jaxmlp.data.lookup import SYSTEM_DATA_DIR as SYSTEM_DATA_DIR
 from jaxmlp.data.lookup import load_dataset
 from jaxmlp.data.preprocess import SCALINGS as SCALINGS
-from jaxmlp.data.preprocess import flatten, input_affine, one_hot
+from jaxmlp.data.preprocess import flatten, input_affine, one_hot, skipped_steps
 from jaxmlp.data.specs import _SPECS as _SPECS
 from jaxmlp.data.specs import IDX_FILES as IDX_FILES
+from jaxmlp.data.toy import TOY_TEST as TOY_TEST
+from jaxmlp.data.toy import TOY_TRAIN as TOY_TRAIN
+from jaxmlp.data.toy import load_toy, toy_points
 
 __all__ = [
     "DATASETS",
     "SOURCES",
+    "TOY_DATASETS",
     "DataError",
     "Dataset",
     "DatasetNotFound",
@@ -65,6 +73,9 @@ __all__ = [
     "input_affine",
     "load_data",
     "load_dataset",
+    "load_toy",
     "one_hot",
     "read_idx",
+    "skipped_steps",
+    "toy_points",
 ]

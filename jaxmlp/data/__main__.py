@@ -11,6 +11,7 @@ from jaxmlp import cli
 from jaxmlp.config import DATASETS, SOURCES
 from jaxmlp.data.errors import DataError
 from jaxmlp.data.lookup import load_dataset
+from jaxmlp.data.specs import _SPECS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mistyped one gets the same did-you-mean as every other jaxmlp command.
     parser.add_argument("command", choices=["fetch"],
                         help="fetch: find the data set, downloading it if need be")
-    parser.add_argument("name", choices=[d for d in DATASETS if d != "digits"])
+    parser.add_argument("name", choices=[d for d in DATASETS if d in _SPECS])  # IDX data sets
     parser.add_argument("--data-dir", default=None,
                         help="a folder that holds it (then only there)")
     parser.add_argument("--source", choices=SOURCES, default="auto")

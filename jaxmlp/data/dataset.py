@@ -14,7 +14,8 @@ NUM_CLASSES = 10
 # eq=False: comparing arrays with == is elementwise, so generated __eq__ would be meaningless.
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test split: images uint8 (N, H, W) in 0..255, labels int32 (N,) in 0..9."""
+    """A train/test split: images uint8 (N, H, W) in 0..255, or points float32 (N, D) (the
+    toy data sets, `points` True); labels int32 (N,) in 0..num_classes-1."""
 
     name: str
     x_train: np.ndarray = dataclasses.field(repr=False)
@@ -25,13 +26,18 @@ class Dataset:
     # True: the published files (content hash); False: IDX files of unknown content, the user's
     # own; None: not checked (tensorflow-datasets' shuffled copy, scikit-learn's digits).
     verified: bool | None = None
+    num_classes: int = dataclasses.field(default=NUM_CLASSES, repr=False)  # the toy sets: 2, 3
 
     @property
-    def num_classes(self) -> int:
-        return NUM_CLASSES
+    def points(self) -> bool:
+        """True when each example is already a vector of numbers (N, D), not an image: there
+        is nothing to flatten and no 0..255 to scale."""
+        return self.x_train.ndim == 2
 
     @property
     def image_shape(self) -> tuple[int, int]:
+        if self.points:
+            raise DataError(f"{self.name} holds {self.x_train.shape[1]}-D points, not images")
         height, width = self.x_train.shape[1:]
         return (int(height), int(width))
 

@@ -13,7 +13,7 @@ def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
     """(data set, fallback note or None) for `config.dataset`, `data_dir` and `source`."""
     if config.dataset is not None:
         ds = load_dataset(config.dataset, data_dir=config.data_dir, source=config.source,
-                          progress=progress)
+                          progress=progress, data_seed=config.data_seed)
         return ds, None
     try:
         return load_dataset("mnist", data_dir=config.data_dir, source=config.source,

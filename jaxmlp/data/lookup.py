@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from jaxmlp.config import DATASETS, SOURCES
+from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS
 from jaxmlp.data.cache import cache_dir
 from jaxmlp.data.dataset import Dataset, _checked_split, _dataset
 from jaxmlp.data.digits import _load_digits
@@ -18,6 +18,7 @@ from jaxmlp.data.errors import DataError, DatasetNotFound
 from jaxmlp.data.idx import read_idx_digest
 from jaxmlp.data.specs import _SPECS, IDX_FILES, _Spec
 from jaxmlp.data.tfds import _load_from_tfds
+from jaxmlp.data.toy import load_toy
 
 # Where Debian's dataset packages put data; a module constant so tests can point it elsewhere
 # (set jaxmlp.data.lookup.SYSTEM_DATA_DIR: rebinding the name jaxmlp.data re-exports does not
@@ -32,6 +33,7 @@ def load_dataset(
     source: str = "auto",
     mirrors: Sequence[str] | None = None,
     progress: bool = True,
+    data_seed: int = 0,
 ) -> Dataset:
     """Find, read and check a data set (see the `jaxmlp.data` docstring for where it looks).
 
@@ -39,7 +41,8 @@ def load_dataset(
     /usr/share/datasets; "tfds" = tensorflow-datasets only; "download" = the mirrors only (a valid
     copy already in the cache is reused). `mirrors` (else env JAXMLP_MIRRORS, comma-separated)
     replaces the default download base URLs. Raises DatasetNotFound when no place has the data,
-    DataError when a place has it but it is broken.
+    DataError when a place has it but it is broken. The toy sets (spirals, moons, ...) are
+    generated from `data_seed` (the only thing they use it for), not looked for.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
@@ -47,6 +50,8 @@ def load_dataset(
         raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     if name == "digits":
         return _load_digits(source)
+    if name in TOY_DATASETS:
+        return load_toy(name, data_seed, source)
 
     spec = _SPECS[name]
     tried: list[str] = []

@@ -4,7 +4,8 @@ A question like "does dividing by the batch size matter?" deserves several seeds
 variants, with statistics, not one run of each. This package makes that cheap:
 
 - **One program per structure.** Settings split in two. *Traced* settings (the seed, the
-  learning rate, the input scaling and the initialisation scale) enter the compiled program as
+  learning rate, the input scaling, the initialisation scale and the dropout rates, though
+  whether a rate is above 0 is structural) enter the compiled program as
   values, so `jax.vmap` trains every combination of them at once. *Structural* settings (loss,
   output transform, reductions, architecture, optimizer, batch size, epochs, data) change the
   program itself and compile separately, once each. 2 structural variants x 4 learning rates x

@@ -22,7 +22,7 @@ class DataCache:
 
     def dataset(self, config: Config) -> tuple[data.Dataset, str | None]:
         """(data set, fallback note or None) for `config`, loaded on first use."""
-        key = (config.dataset, config.data_dir, config.source)
+        key = (config.dataset, config.data_dir, config.source, config.data_seed)
         if key not in self._sets:
             self._sets[key] = data.load_data(config, progress=False)
         return self._sets[key]

@@ -9,11 +9,17 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from jaxmlp.config import Config
+from jaxmlp.loop import dropout_layers
 from jaxmlp.sweep.spec import SweepSpec
 
 # Settings that reach the program as traced values (see `loop.Hyper`); every other field of
 # `Config` is structural. `input_scale` is a name, but it becomes a traced (scale, shift) pair.
-TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init_scale")
+# The dropout rates are traced, but whether each is above 0 is structural (`loop.dropout_layers`).
+TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init_scale", "dropout",
+                 "input_dropout")
+# The rate a structural key keeps for dropout that is on: any rate in (0, 1) builds the same
+# program, the run's own rate arrives in its `Hyper`.
+_DROPOUT_ON = 0.5
 
 
 class Run(NamedTuple):
@@ -36,8 +42,10 @@ def plan_runs(spec: SweepSpec) -> list[Run]:
 
 def structural_key(config: Config) -> Config:
     """The configuration with its traced settings blanked: equal keys share one program."""
+    inputs, hidden = dropout_layers(config)
     return dataclasses.replace(config, seed=0, learning_rate=1.0, input_scale="unit",
-                               init_scale=1.0)
+                               init_scale=1.0, dropout=_DROPOUT_ON if hidden else 0.0,
+                               input_dropout=_DROPOUT_ON if inputs else 0.0)
 
 
 def group_runs(runs: Sequence[Run]) -> list[tuple[Config, list[int]]]:

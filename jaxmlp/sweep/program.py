@@ -365,9 +365,9 @@ def train_runs(
     cache: ProgramCache | None = None,
 ) -> dict[str, Any]:
     """Train configurations of one structure (each with its own seed, learning rate, input
-    scaling, init scale) as one sharded program, all at once. For tests and custom experiments;
-    `run_sweep` is the same path with chunks, files and statistics around it. `cache`: where
-    the program is looked up and kept (see `get_program`)."""
+    scaling, init scale, dropout rates) as one sharded program, all at once. For tests and
+    custom experiments; `run_sweep` is the same path with chunks, files and statistics around
+    it. `cache`: where the program is looked up and kept (see `get_program`)."""
     keys = {structural_key(c) for c in configs}
     if len(keys) != 1:
         raise SpecError("train_runs needs configurations that differ only in traced settings "

@@ -243,7 +243,8 @@ def place_group_data(spec: SweepSpec, plan: Plan, pending: Sequence[Chunk], data
     placed: dict[tuple, tuple[DeviceData, np.ndarray]] = {}
     for c in pending:
         config = plan.groups[c.group][0]
-        key = (config.dataset, config.data_dir, config.source, config.train_subset)
+        key = (config.dataset, config.data_dir, config.source, config.data_seed,
+               config.train_subset, config.pixel_permutation)
         if key not in placed:
             dev, x_train = sweep_data(config, spec.test_subset, datasets)
             placed[key] = (place_data(dev, plan.mesh), x_train)
