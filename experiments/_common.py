@@ -184,11 +184,14 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
            echo: Callable[[str], None] = print, *, mode: str = "default") -> None:
     """End summary.md with the findings and print them (under a smaller budget than the
     default, labelled as what they are: a check that the script runs)."""
-    if mode != "default":
-        findings = [SMALL_BUDGET.format(mode=mode), *findings]
+    if mode != "default":  # said just above the sentences, in summary.md and on the screen
+        sections = [*sections, (f"The {mode} budget", SMALL_BUDGET.format(mode=mode))]
     if jax.process_index() == 0:  # the others of a multi-process sweep only train
         sweep.write_findings(result, findings, sections)
-    heading = "findings" if mode == "default" else f"what the {mode} budget's numbers say"
+    heading = "findings"
+    if mode != "default":
+        echo("\n" + SMALL_BUDGET.format(mode=mode))
+        heading = f"what the {mode} budget's numbers say"
     echo(f"\n{result.spec.name}: {heading}")
     for f in findings:
         echo(f"- {f}")
