@@ -11,21 +11,57 @@ is a failure, so a broken checkout can never pass by skipping.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from jaxmlp import compilation
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE = REPO / "tests" / "data" / "mnist-sample"
-# Read before the line below replaces it: the cache where the user's own download sits.
-USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxmlp"
 SYSTEM_DATA = Path("/usr/share/datasets")
+
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
+                  "--xla_cpu_copy_insertion_use_region_analysis=true")
+
+# This file runs first in pytest's own process, then again in each xdist worker, which inherits
+# the environment set here; _RUN marks the variables below as already set for this run.
+_RUN = "JAXMLP_TEST_RUN"
+_OWNS_RUN = _RUN not in os.environ  # this process made the run's folder, and removes it
+if _OWNS_RUN:
+    os.environ[_RUN] = tempfile.mkdtemp(prefix="jaxmlp-test-run-")
+    # Read before the lines below replace it: the cache where the user's own download sits.
+    os.environ["JAXMLP_TEST_USER_CACHE"] = str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxmlp")
+    # One compilation cache for the whole run, shared by the workers and every process they
+    # start: the same small network compiled by two tests (or by a test and the command it
+    # runs) is compiled once. Only derived files; it goes with the run's folder.
+    os.environ["JAXMLP_COMPILE_CACHE_DIR"] = os.path.join(os.environ[_RUN], "xla")
+    # XLA:CPU compiles the suite's hundreds of small programs three times faster at
+    # optimisation level 0 with its older (LLVM IR) fusion emitters: compilation is most of the
+    # suite's time. They compute the same functions; what differs is the machine code's speed
+    # and, in the last bits, rounding (a comparison is always between programs run here, under
+    # the same flags). What users see is checked under their own flags: the README's examples
+    # run in a process with `USER_XLA_FLAGS` (test_readme.py), and speed is measured at XLA's
+    # defaults in benchmarks/. Region analysis is the flag jaxmlp itself adds
+    # (compilation.XLA_CPU_FLAGS), which a set $XLA_FLAGS would otherwise displace.
+    os.environ["JAXMLP_TEST_USER_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get("JAXMLP_TEST_AT_XLA_DEFAULTS") != "1":
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                            *TEST_XLA_FLAGS]).strip()
+USER_CACHE = Path(os.environ["JAXMLP_TEST_USER_CACHE"])
+USER_XLA_FLAGS = os.environ["JAXMLP_TEST_USER_XLA_FLAGS"]  # $XLA_FLAGS as the run found it
+# "1": this run keeps the user's XLA flags, and runs the tests marked `xla_defaults` itself
+# (test_at_xla_defaults.py starts such a run for them; the suite's own run passes them over).
+AT_XLA_DEFAULTS = os.environ.get("JAXMLP_TEST_AT_XLA_DEFAULTS") == "1"
 
 # Tests never write into the user's cache (~/.cache/jaxmlp: downloads, decoded arrays, compiled
 # programs): each test process gets a fresh one, inherited by the subprocesses it starts.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="jaxmlp-test-cache-")
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cache-", dir=os.environ[_RUN])
+compilation.enable_compilation_cache()  # in the test processes too, as every command does
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MISSING = "data set not found:"  # starts every skip reason for missing data (counted below)
@@ -98,6 +134,29 @@ def tfds_dir() -> Path:
         if (root / "mnist").is_dir():
             return root
     return _missing("tfds-prepared MNIST", candidates)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "xla_defaults: the claim is about what users run (a README example's "
+        "outcome, two different programs giving bitwise the same numbers): run under the "
+        "user's XLA flags, by test_at_xla_defaults.py, not under the suite's faster ones")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the fast flags, the `xla_defaults` tests are passed over (test_at_xla_defaults.py
+    runs them); at XLA's defaults they run here, and the test that would start them is idle."""
+    away = (lambda item: item.path.name == "test_at_xla_defaults.py") if AT_XLA_DEFAULTS else (
+        lambda item: item.get_closest_marker("xla_defaults") is not None)
+    deselected = [item for item in items if away(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not away(item)]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWNS_RUN:
+        shutil.rmtree(os.environ[_RUN], ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -164,6 +164,7 @@ def test_report_flags_large_updates_and_collapse() -> None:
 # --- whole runs -----------------------------------------------------------------------------------
 
 
+@pytest.mark.xla_defaults
 def test_diagnose_leaves_trained_params_identical(paired_runs, mnist_dir) -> None:
     template = None
     trees = {}
@@ -298,6 +299,7 @@ def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, ca
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
 
 
+@pytest.mark.xla_defaults
 def test_make_train_with_statistics_and_probes_equals_make_train(mnist) -> None:
     config = Config(hidden=(16,), batch_size=16, epochs=2, optimizer="momentum",
                     learning_rate=0.05, schedule="constant")
@@ -336,6 +338,7 @@ def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:
     assert "did NOT reach 100%" in capsys.readouterr().out
 
 
+@pytest.mark.xla_defaults
 def test_overfit_diagnoses_why_memorising_failed(tmp_path, mnist_sample_dir, capsys) -> None:
     # Six sigmoid layers with weights of std 0.01: the first layer's gradient vanishes, so 20
     # examples are not memorised; --diagnose must say why, --plots draw it, the training itself

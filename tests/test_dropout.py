@@ -126,6 +126,7 @@ def test_no_dropout_program_draws_no_random_bits(base: Config, epochs: Epochs) -
     assert key(dataclasses.replace(base, dropout=0.2)) != key(base)
 
 
+@pytest.mark.xla_defaults
 def test_rate_zero_through_the_dropout_code_is_bitwise_no_dropout(
         base: Config, epochs: Epochs) -> None:
     """The dropout program at a traced rate of 0 keeps every entry and divides by exactly 1:

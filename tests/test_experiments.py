@@ -103,6 +103,12 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     text = " ".join(findings(tmp_path))
     assert "SGD: best at lr" in text and "ADAM: best at lr" in text
 
+    # Rerunning the same command reuses every run: nothing is trained twice.
+    run("sweep_lr", tmp_path, data_dir)
+    again = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(again["sessions"]) == 2 and again["sessions"][-1]["runs_trained"] == 0
+    assert again["fingerprint"] == record["fingerprint"]
+
 
 def test_overfit_small(data_dir: Path, tmp_path: Path) -> None:
     run("overfit_small", tmp_path, data_dir)
@@ -122,15 +128,6 @@ def test_sweep_init(data_dir: Path, tmp_path: Path) -> None:
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert "dead_units_final_mean" in summary[0] and "zero_outputs_init_mean" in summary[0]
     findings(tmp_path)
-
-
-def test_rerunning_an_experiment_reuses_its_runs(data_dir: Path, tmp_path: Path) -> None:
-    run("sweep_lr", tmp_path, data_dir)
-    first = json.loads((tmp_path / "sweep.json").read_text())
-    run("sweep_lr", tmp_path, data_dir)
-    again = json.loads((tmp_path / "sweep.json").read_text())
-    assert len(again["sessions"]) == 2 and again["sessions"][-1]["runs_trained"] == 0
-    assert again["fingerprint"] == first["fingerprint"]
 
 
 @pytest.mark.parametrize("name", ["sweep_reduction", "sweep_loss", "sweep_lr", "overfit_small",

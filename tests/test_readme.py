@@ -75,6 +75,7 @@ def test_every_readme_example_shows_its_declared_outcome() -> None:
         assert block[1].startswith(f" {status}]"), (args, status)
 
 
+@pytest.mark.xla_defaults
 @pytest.mark.parametrize("args", list(OUTCOMES), ids=range(len(OUTCOMES)))
 def test_every_readme_example_still_comes_out_that_way(
     args: str, mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture

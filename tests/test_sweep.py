@@ -356,8 +356,10 @@ def test_cli_interrupted_by_ctrl_c_continues(base: Config, tmp_path: Path) -> No
     """A real interruption: SIGINT to `python -m jaxmlp.sweep` once a chunk is saved, then the
     same command again trains only what is missing."""
     out = tmp_path / "out"
+    # 256 hidden units: about 0.3 s a chunk here, so the 11 chunks after the first last over
+    # 3 s, a window the signal hits even on a loaded machine (with 32, about 1 s: it once missed).
     cmd = [sys.executable, "-m", "jaxmlp.sweep", "--out", str(out), "--dataset", "mnist",
-           "--data-dir", base.data_dir, "--hidden", "32", "--epochs", "4", "--train-subset",
+           "--data-dir", base.data_dir, "--hidden", "256", "--epochs", "4", "--train-subset",
            "2000", "--batch-size", "32", "--optimizer", "sgd", "--schedule", "constant",
            "--grid", "learning_rate=0.01,0.02,0.05,0.1", "--seeds", "3", "--max-parallel", "1",
            "--test-subset", "200", "--no-progress", "--no-plots"]

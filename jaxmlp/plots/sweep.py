@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")  # before pyplot: never try to open a window (CI, ssh, no display)
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from jaxmlp.stats import bootstrap_ci
 
@@ -187,6 +187,9 @@ def plot_metric_vs(
         if logx:
             ax.set_xscale("log")
             ax.set_xlim(min(x) / 1.5, max(x) * 1.5)  # explicit: all-NaN series set no limits
+            # Decades only: the minor ticks of a log axis were most of the drawing time of
+            # small multiples (8 panels: 1.9 s with them, 0.8 s without).
+            ax.xaxis.set_minor_locator(NullLocator())
         if logy and positive:  # a log axis needs something above 0 to show
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
