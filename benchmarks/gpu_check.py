@@ -2,6 +2,7 @@
 
     python -m benchmarks.gpu_check --out gpu-figures       # on the accelerator: at most ~8 min
     python -m benchmarks.gpu_check --smoke --out /tmp/gc   # seconds, on a CPU: every step runs
+                                                           # (784-32-10 for the reference one)
 
 It installs nothing and needs no network: run it from the checkout (`PYTHONPATH=.` or
 `pip install --no-deps -e .`) with a JAX that sees the accelerator. Steps, each timed with its
@@ -57,10 +58,14 @@ class Sizes:
     sweep_subset: int | None
     small_runs: int
     small_subset: int
+    # Hidden layers of the reference epoch and of sweep_vs_sequential. The smoke run checks
+    # that every step runs, not the figures: a small network halves its time on a CPU.
+    reference_hidden: tuple[int, ...] = (512, 512)
 
 
 FULL = Sizes(None, 5, (), 64, None, 1000, 10_000)
-SMOKE = Sizes(512, 1, ("--epochs", "1", "--train-subset", "1024"), 4, 512, 8, 512)
+SMOKE = Sizes(512, 1, ("--epochs", "1", "--train-subset", "1024", "--hidden", "32"), 4, 512, 8,
+              512, reference_hidden=(32,))
 
 
 def reference_config(subset: int | None, hidden: tuple[int, ...] = (512, 512),
@@ -113,7 +118,7 @@ def reference_epoch(sizes: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
 
     from jaxmlp import loop
 
-    config = reference_config(sizes.epoch_subset)
+    config = reference_config(sizes.epoch_subset, sizes.reference_hidden)
     dev = loop.device_data(ctx["mnist"], config)
     hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
     evaluate = jax.jit(loop.make_evaluate(config))
@@ -212,14 +217,15 @@ def _swept(config: Any, dev: Any, x_train: np.ndarray, seeds: list[int]
 def sweep_vs_sequential(sizes: Sizes, ctx: dict[str, Any]) -> dict[str, Any]:
     from jaxmlp import loop
 
-    config = reference_config(sizes.sweep_subset)
+    config = reference_config(sizes.sweep_subset, sizes.reference_hidden)
     dev = loop.device_data(ctx["mnist"], config)
     x_train = np.asarray(dev.x_train)
     hyper = loop.hyper_from_config(config, x_train)
     seeds = list(range(sizes.sweep_runs))
     seq_compile, seq_seconds, seq_acc = _sequential(config, dev, hyper, seeds)
     sw_compile, sw_seconds, sw_acc, batch = _swept(config, dev, x_train, seeds)
-    return {"runs": len(seeds), "epochs": config.epochs, "network": "784-512-512-10",
+    network = "-".join(map(str, loop.model_sizes(config, int(dev.x_train.shape[1]))))
+    return {"runs": len(seeds), "epochs": config.epochs, "network": network,
             "sequential_seconds": seq_seconds, "sequential_compile_seconds": seq_compile,
             "sweep_seconds": sw_seconds, "sweep_compile_seconds": sw_compile,
             "runs_per_batch": batch, "speedup": seq_seconds / sw_seconds,

@@ -6,6 +6,9 @@ project's own workspace), then `$JAXMLP_DATA_DIR`, the user cache (`~/.cache/jax
 only some real digits use the sample committed in `tests/data/mnist-sample`. Locally a missing
 data set skips those tests, and the run's last lines say how to fetch it; in CI (`CI=true`) it
 is a failure, so a broken checkout can never pass by skipping.
+
+The run compiles with faster XLA:CPU flags (`TEST_XLA_FLAGS`) and one compilation cache; the
+tests marked `xla_defaults` run under the user's flags instead (test_at_xla_defaults.py).
 """
 
 from __future__ import annotations
