@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,17 @@ SYSTEM_DATA = Path("/usr/share/datasets")
 
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
                   "--xla_cpu_copy_insertion_use_region_analysis=true")
+
+
+def _known_to_xla(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """`flags` if this jaxlib's XLA knows them all, else none: XLA aborts a process on a flag
+    it does not know, and older jaxlibs lack some of these (one probe process, ~1 s)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"],
+        env={**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"},
+        capture_output=True, timeout=300)
+    return flags if probe.returncode == 0 else ()
+
 
 # This file runs first in pytest's own process, then again in each xdist worker, which inherits
 # the environment set here; _RUN marks the variables below as already set for this run.
@@ -54,7 +67,7 @@ if _OWNS_RUN:
     os.environ["JAXMLP_TEST_USER_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
     if os.environ.get("JAXMLP_TEST_AT_XLA_DEFAULTS") != "1":
         os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
-                                            *TEST_XLA_FLAGS]).strip()
+                                            *_known_to_xla(TEST_XLA_FLAGS)]).strip()
 USER_CACHE = Path(os.environ["JAXMLP_TEST_USER_CACHE"])
 USER_XLA_FLAGS = os.environ["JAXMLP_TEST_USER_XLA_FLAGS"]  # $XLA_FLAGS as the run found it
 # "1": this run keeps the user's XLA flags, and runs the tests marked `xla_defaults` itself
