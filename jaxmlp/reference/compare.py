@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxmlp.reference import mistakes
+import jaxmlp.reference.mistakes as mistakes  # the module, not the package: no cycle
 from jaxmlp.reference.case import (
     Case,
     CaseSpec,

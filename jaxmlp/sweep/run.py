@@ -15,9 +15,9 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+import jaxmlp.sweep.distributed as distributed  # the module, not the package: no cycle
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config
-from jaxmlp.sweep import distributed
 from jaxmlp.sweep.datasets import DataCache, sweep_data
 from jaxmlp.sweep.plan import Chunk, Run, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
