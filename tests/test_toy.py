@@ -20,6 +20,7 @@ from jaxmlp.config import (
     dataset_defaults,
     validate,
 )
+from jaxmlp.plots import plane
 from jaxmlp.plots import run as plots
 from jaxmlp.train import build_parser
 
@@ -176,21 +177,21 @@ def test_the_pictures_of_the_plane(toy_run: tuple, toys: dict,
     state, _ = runner.RunDir(out).restore(template)
     history = runner.RunDir(out).metrics()
     kept: dict = {}  # the strip's parameters, caught on their way (re-training costs a compile)
-    retrain = plots.params_after_epochs
-    monkeypatch.setattr(plots, "params_after_epochs",
+    retrain = plane.params_after_epochs
+    monkeypatch.setattr(plane, "params_after_epochs",
                         lambda *a: kept.update(retrain(*a)) or dict(kept))
     written = plots.write_run_plots(out, config, state.params, toys["spirals"], dev, hyper,
                                     history, [])
-    for name in (plots.LEARNING_CURVES, plots.CONFUSION, plots.DECISION_BOUNDARY,
-                 plots.BOUNDARY_EPOCHS, plots.FIRST_LAYER):
+    for name in (plots.LEARNING_CURVES, plots.CONFUSION, plane.DECISION_BOUNDARY,
+                 plane.BOUNDARY_EPOCHS, plane.FIRST_LAYER):
         assert name in written and (out / name).stat().st_size > 10_000, name
         assert _distinct_colours(out / name) > 20, name  # drawn, not blank
     assert plots.MISCLASSIFIED not in written and not (out / plots.MISCLASSIFIED).exists()
-    assert sorted(kept) == plots.strip_epochs(config.epochs) == [0, 1, 3, 7, 19, 50]
+    assert sorted(kept) == plane.strip_epochs(config.epochs) == [0, 1, 3, 7, 19, 50]
     for mine, theirs in zip(kept[config.epochs], state.params, strict=True):
         for k in ("w", "b"):
             np.testing.assert_array_equal(mine[k], np.asarray(theirs[k]))
-    assert plots.strip_epochs(1) == [0, 1] and plots.strip_epochs(3) == [0, 1, 2, 3]
+    assert plane.strip_epochs(1) == [0, 1] and plane.strip_epochs(3) == [0, 1, 2, 3]
 
 
 # --- the other commands ---------------------------------------------------------------------
