@@ -18,8 +18,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import jax
 import pytest
 
 from jaxmlp import compilation
@@ -150,6 +152,23 @@ def tfds_dir() -> Path:
         if (root / "mnist").is_dir():
             return root
     return _missing("tfds-prepared MNIST", candidates)
+
+
+@pytest.fixture()
+def compiled() -> Iterator[list[str]]:
+    """The names of the functions XLA compiles during the test, from JAX's own compile events
+    (a program loaded from the persistent cache is not among them)."""
+    names: list[str] = []
+
+    def listener(event: str, duration: float, **kw: object) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(str(kw.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def pytest_configure(config: pytest.Config) -> None:

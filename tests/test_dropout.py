@@ -243,24 +243,15 @@ def test_resume_reaches_the_same_parameters(epochs: Epochs, tmp_path: Path) -> N
 
 
 def test_a_sweep_over_two_rates_compiles_one_program(dropped: Config, epochs: Epochs,
-                                                     tmp_path: Path) -> None:
+                                                     compiled: list[str], tmp_path: Path
+                                                     ) -> None:
     """Rates 0.2 and 0.6 train as one compiled program (counted by JAX's compilation events);
     each run trains as its configuration alone (its rate reached its masks), and its test
     metrics are those of the whole network, no unit dropped (`loop.make_evaluate`)."""
-    compiled: list[str] = []
-
-    def listener(event: str, duration: float, **kw) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(str(kw.get("fun_name")))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        spec = sweep.make_spec(dropped, {"dropout": [0.2, 0.6]}, seeds=1)
-        # XLA's fast CPU compilation: a third of the compile time; rounding only differs.
-        result = sweep.run_sweep(spec, tmp_path, progress=False, plots=False,
-                                 compile_mode="fast")
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    spec = sweep.make_spec(dropped, {"dropout": [0.2, 0.6]}, seeds=1)
+    # XLA's fast CPU compilation: a third of the compile time; rounding only differs.
+    result = sweep.run_sweep(spec, tmp_path, progress=False, plots=False,
+                             compile_mode="fast")
     assert result.record["num_programs"] == 1
     assert len([n for n in compiled if n == "jit(train_runs)"]) == 1
     evaluate = jax.jit(loop.make_evaluate(dropped))

@@ -9,50 +9,14 @@ sentence with numbers in it.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from _experiments import findings, load, run
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
 SWEEP_OUTPUTS = ("results.csv", "runs.csv", "summary.csv", "summary.md", "sweep.json",
                  "curves.png", "final_accuracy.png")
-
-
-def load(name: str) -> ModuleType:
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))  # for `import _common`, as when run as a script
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(name: str, out: Path, data_dir: Path, *extra: str) -> ModuleType:
-    module = load(name)
-    code = module.main(["--smoke", "--out", str(out), "--data-dir", str(data_dir),
-                        "--no-progress", *extra])
-    assert code == 0
-    return module
-
-
-def findings(out: Path) -> list[str]:
-    text = (out / "summary.md").read_text()
-    assert "## Findings" in text
-    tail = text.split("## Findings", 1)[1]
-    assert "##" not in tail, "the findings must end summary.md"
-    bullets = [line[2:] for line in tail.splitlines() if line.startswith("- ")]
-    assert bullets
-    for b in bullets:  # generated from numbers, not prose
-        assert re.search(r"\d", b), b
-        assert not re.search(r"\bnan\b|n/a", b), b  # a number that failed to be computed
-    return bullets
 
 
 def check_sweep(out: Path) -> dict:

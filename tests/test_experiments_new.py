@@ -10,55 +10,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from _experiments import findings, load, run
 
 from jaxmlp import data, loop, sweep
 from jaxmlp.config import Config, ConfigError, validate
 from jaxmlp.data.preprocess import permute_pixels, pixel_permutation
-
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = REPO / "experiments"
-
-
-def load(name: str) -> ModuleType:
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))  # for `import _common`, as when run as a script
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(name: str, out: Path, data_dir: Path, *extra: str) -> ModuleType:
-    module = load(name)
-    code = module.main(["--smoke", "--out", str(out), "--data-dir", str(data_dir),
-                        "--no-progress", *extra])
-    assert code == 0
-    return module
-
-
-def findings(out: Path) -> list[str]:
-    text = (out / "summary.md").read_text()
-    tail = text.split("## Findings", 1)[1]
-    assert "##" not in tail, "the findings must end summary.md"
-    bullets = [line[2:] for line in tail.splitlines() if line.startswith("- ")]
-    # What a smoke budget's numbers are worth (experiments/_common.py) is said beside them.
-    assert load("paper_table").C.SMALL_BUDGET.format(mode="smoke") in text
-    bullets = [b for b in bullets if "is a smoke budget" not in b]
-    assert bullets
-    for b in bullets:  # generated from numbers, not prose
-        assert re.search(r"\d", b), b
-        assert not re.search(r"\bnan\b|n/a", b), b
-    return bullets
 
 
 def record(out: Path) -> dict:

@@ -244,35 +244,25 @@ def test_divergence_is_caught_at_the_same_step_as_the_cli(base: Config, tmp_path
 # --- one program per structure --------------------------------------------------------------------
 
 
-def test_two_structures_times_lrs_times_seeds_compile_two_programs(base: Config,
-                                                                   tmp_path: Path) -> None:
+def test_two_structures_times_lrs_times_seeds_compile_two_programs(
+        base: Config, compiled: list[str], tmp_path: Path) -> None:
     """2 structural variants x 4 learning rates x 8 seeds = 64 runs: 2 XLA compilations of the
     training program, counted by JAX's own compilation events."""
-    compiled: list[str] = []
-
-    def listener(event: str, duration: float, **kw) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(str(kw.get("fun_name")))
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
-        grid = {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
-        cache = sweep.ProgramCache()  # shared by both sweeps
-        r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
-                            progress=False, plots=False, programs=cache)
-        first = [n for n in compiled if n == "jit(train_runs)"]
-        assert r.record["num_runs"] == 64 and r.record["num_programs"] == 2
-        assert len(first) == 2
-        assert r.record["programs_compiled"] == 2
-        # Other learning rates and seeds of the same structures: nothing new to compile.
-        grid["learning_rate"] = [0.2, 0.5, 1.0, 2.0]
-        r2 = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "b",
-                             progress=False, plots=False, programs=cache)
-        assert len([n for n in compiled if n == "jit(train_runs)"]) == 2
-        assert r2.record["sessions"][-1]["programs_reused"] == 2
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+    structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
+    grid = {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
+    cache = sweep.ProgramCache()  # shared by both sweeps
+    r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
+                        progress=False, plots=False, programs=cache)
+    first = [n for n in compiled if n == "jit(train_runs)"]
+    assert r.record["num_runs"] == 64 and r.record["num_programs"] == 2
+    assert len(first) == 2
+    assert r.record["programs_compiled"] == 2
+    # Other learning rates and seeds of the same structures: nothing new to compile.
+    grid["learning_rate"] = [0.2, 0.5, 1.0, 2.0]
+    r2 = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "b",
+                         progress=False, plots=False, programs=cache)
+    assert len([n for n in compiled if n == "jit(train_runs)"]) == 2
+    assert r2.record["sessions"][-1]["programs_reused"] == 2
 
 
 # --- sharding, chunking, resuming -----------------------------------------------------------------
