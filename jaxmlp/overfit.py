@@ -69,6 +69,14 @@ def overfit_config(config: Config, num_examples: int) -> Config:
                                schedule="constant")
 
 
+def _step_slots(shapes: Any, max_steps: int) -> Any:
+    """One slot per step for each statistic of `shapes` (None without diagnose): a step that
+    never ran reads NaN, or -1 for integers."""
+    return jax.tree.map(lambda leaf: jnp.full((max_steps, *leaf.shape), -1 if
+                                              leaf.dtype == jnp.int32 else jnp.nan,
+                                              leaf.dtype), shapes)
+
+
 def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
             max_steps: int = OVERFIT_MAX_STEPS, *, diagnose: bool = False,
             num_classes: int = 10, dataset: str = "") -> OverfitResult:
@@ -89,11 +97,7 @@ def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
         batch = Batch(scale_inputs(small.x_train, hyper), small.y_train)
         losses = jnp.full((max_steps,), jnp.nan, jnp.float32)
         accs = jnp.zeros((max_steps,), jnp.float32)
-        # One slot per step for the statistics (None without diagnose): unmeasured = NaN / -1.
-        shape = jax.eval_shape(step, state, batch, 0)[1].stats
-        stats = jax.tree.map(lambda leaf: jnp.full((max_steps, *leaf.shape), -1 if
-                                                   leaf.dtype == jnp.int32 else jnp.nan,
-                                                   leaf.dtype), shape)
+        stats = _step_slots(jax.eval_shape(step, state, batch, 0)[1].stats, max_steps)
 
         def cond(c: tuple) -> jax.Array:
             _, i, acc, _, _, _ = c

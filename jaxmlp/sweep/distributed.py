@@ -29,6 +29,7 @@ import sys
 import time
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -54,6 +55,14 @@ JOIN_SECONDS = 300
 
 class ProcessLost(SweepError):
     """Training stopped in a sweep of several processes: this one or another failed or left."""
+
+
+def lost_in_training(error: Exception, chunk_dir: Path) -> ProcessLost:
+    """What a process says when training stopped under it (`error`), and how to continue."""
+    return ProcessLost(
+        f"training stopped ({one_line(error)}); when one process of a sweep fails or is "
+        f"stopped, the others stop too. The finished chunks are in {chunk_dir} on process 0: "
+        "start every process again with the same command to continue")
 
 
 class Processes(NamedTuple):

@@ -88,10 +88,9 @@ def run_sweep(
     """Train every run of `spec` (skipping chunks already in `out/chunks`) and write the outputs.
 
     `devices` default to every device (on one host: no more than a chunk has runs);
-    `runs_per_batch` to `auto_runs_per_batch`'s choice.
-
-    `max_chunks` stops after training that many chunks in this call, as an interruption would
-    (the result then has `complete=False` and no tables are written).
+    `runs_per_batch` to `auto_runs_per_batch`'s choice. `max_chunks` stops after training that
+    many chunks in this call, as an interruption would (the result then has `complete=False`
+    and no tables are written).
 
     `programs` and `datasets` are the caches of compiled programs and loaded data sets: pass the
     same objects to several sweeps to compile each structure and read each data set once
@@ -110,13 +109,7 @@ def run_sweep(
     max_parallel = check_max_parallel(max_parallel)
     out = Path(out)
     writer = jax.process_index() == 0  # of several processes, process 0 alone writes `out`
-    if jax.process_count() == 1:
-        plan = make_plan(spec, max_parallel, devices, opts)
-        start = open_out(out, spec, plan)
-    else:
-        plan, start = start_together(spec, out, max_parallel, devices, opts, writer)
-    old, done, pending = start
-    chunk_dir = out / CHUNKS
+    plan, (old, done, pending) = open_or_join(spec, out, max_parallel, devices, opts, writer)
     if done and writer:
         log(f"resuming {out}: {len(done)} of {len(plan.runs)} runs already trained; "
             f"{len(pending)} of {len(plan.chunks)} chunks to go")
@@ -125,7 +118,7 @@ def run_sweep(
     if writer:
         write_record(out, record)
     try:
-        train_chunks(spec, plan, opts, pending, done, session, chunk_dir if writer else None,
+        train_chunks(spec, plan, opts, pending, done, session, out / CHUNKS if writer else None,
                      progress=progress and writer, max_chunks=max_chunks)
     except BaseException as e:
         # Interrupted (Ctrl-C) or failed: the finished chunks are on disk; log the session too.
@@ -133,12 +126,7 @@ def run_sweep(
         if writer:
             write_record(out, record)
         if jax.process_count() > 1 and isinstance(e, Exception):
-            raise distributed.ProcessLost(
-                f"training stopped ({distributed.one_line(e)}); when one process of a sweep "
-                f"fails or is stopped, the others stop too. The finished chunks are in "
-                f"{chunk_dir} on process 0: start every process again with the same command to "
-                "continue"
-            ) from e
+            raise distributed.lost_in_training(e, out / CHUNKS) from e
         raise
     return finish(spec, out, plan, opts, pending, done, session, record, writer=writer,
                   plots=plots)
@@ -151,6 +139,16 @@ class Start(NamedTuple):
     old: dict[str, Any] | None
     done: dict[int, dict[str, Any]]
     pending: list[Chunk]
+
+
+def open_or_join(spec: SweepSpec, out: Path, max_parallel: int | None,
+                 devices: Sequence[jax.Device] | None, opts: Options, writer: bool
+                 ) -> tuple[Plan, Start]:
+    """The plan and where this call starts from: alone, or with the sweep's other processes."""
+    if jax.process_count() == 1:
+        plan = make_plan(spec, max_parallel, devices, opts)
+        return plan, open_out(out, spec, plan)
+    return start_together(spec, out, max_parallel, devices, opts, writer)
 
 
 def open_out(out: Path, spec: SweepSpec, plan: Plan) -> Start:
