@@ -2,7 +2,7 @@
 
 A network that cannot reach 100% training accuracy on a few examples has a bug or a setting
 that stops it learning, whatever the test set says. This is the pure part: full-batch steps of
-`loop.make_step` in one compiled `lax.while_loop`; `runner.run_overfit` loads the data and
+`loop.make_step` in one compiled `lax.while_loop`; `overfit_run.run_overfit` loads the data and
 writes the result.
 """
 

@@ -36,7 +36,7 @@ from jaxmlp.config import (
     flag_name,
     validate,
 )
-from jaxmlp.diagnostics import make_row, nonfinite_note, num, rows_from_train
+from jaxmlp.diagnostics import make_row, nonfinite_note, num
 from jaxmlp.loop import (
     DeviceData,
     Hyper,
@@ -49,16 +49,11 @@ from jaxmlp.loop import (
     make_step,
     model_sizes,
 )
-from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
 from jaxmlp.plots import run as plotting
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
-from jaxmlp.rundir import OVERFIT, SUMMARY, RunDir, default_folder, make_folder
+from jaxmlp.rundir import SUMMARY, RunDir, default_folder
 from jaxmlp.versions import versions
-
-# The settings `overfit_config` decides (and epochs, which steps replace): a data set's own
-# defaults leave them alone under --overfit.
-OVERFIT_SETS = ("batch_size", "epochs", "train_subset", "schedule")
 
 # The test accuracy whose training time the summary reports ("time to 98%").
 TARGET_ACCURACY = 0.98
@@ -402,71 +397,3 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
     summary["wall_seconds"] = time.perf_counter() - t_start
     p.run.write_json(SUMMARY, summary)
     return summary
-
-
-# --- --overfit N ------------------------------------------------------------------------------
-
-
-def run_overfit(config: Config, num_examples: int, out: str | Path | None = None, *,
-                max_steps: int | None = None, progress: bool = True, diagnose: bool = False,
-                plots: bool = False, log: Callable[[str], None] = print,
-                given: Collection[str] | None = None) -> OverfitResult:
-    """`python -m jaxmlp.train --overfit N`: load the data, fit N examples, write overfit.json
-    into `out` when given. `diagnose` adds the report of a normal run's --diagnose, on the N
-    examples; `plots` draws the steps (and the gradient norms) into `out`, a new folder under
-    runs/ when not given; `given` as for `run`. Bad settings raise ConfigError before any
-    work."""
-    max_steps = OVERFIT_MAX_STEPS if max_steps is None else max_steps
-    for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
-    if out is not None:
-        make_folder(out)  # a bad --out is said before any work
-    # Not the batch, epochs or schedule: the overfit sets its own (one full batch, steps).
-    config, _ = with_defaults(config, given, log, leave=OVERFIT_SETS)
-    loaded = data.load_data(validate(config), progress=progress)
-    available = len(loaded[0].y_train)
-    if num_examples > available:  # said before the subset the overfit implies is checked
-        raise ConfigError(f"--overfit {num_examples} is more than the {available} training "
-                          f"examples of {loaded[0].name}: use --overfit {available} or fewer")
-    config = validate(overfit_config(config, num_examples))
-    dataset, _, dev, hyper = load(config, progress=progress, log=log, loaded=loaded)
-    diagnose = diagnose or plots  # the gradient picture needs the statistics
-    result = overfit(config, dev, hyper, num_examples, max_steps, diagnose=diagnose,
-                     num_classes=dataset.num_classes, dataset=dataset.name)
-    rows: list[dict[str, Any]] = []
-    findings: list[Finding] = []
-    if diagnose:
-        rows, findings = _overfit_report(config, dev, dataset.num_classes, result)
-        log(format_report(findings, rows))
-    if plots and out is None:
-        out = default_folder(f"{dataset.name}-overfit")
-    if out is not None:
-        make_folder(out)  # the default folder, under --plots
-        record = {
-            "config": config.to_dict(), "dataset": dataset.name, "examples": num_examples,
-            "reached": result.reached, "steps": result.steps, "seconds": result.seconds,
-            "compile_seconds": result.compile_seconds, "max_steps": max_steps,
-            "loss": [num(v) for v in result.loss], "accuracy": [num(v) for v in result.accuracy],
-            **({"diagnostics": rows, "diagnosis": [dataclasses.asdict(f) for f in findings]}
-               if diagnose else {}),
-        }
-        RunDir(out).write_json(OVERFIT, record, indent=None)
-        if plots:
-            written = plotting.write_overfit_plots(out, record, gradient_verdict(findings),
-                                                   dataset.num_classes)
-            log(f"plots: {', '.join(written)} in {out}")
-    return result
-
-
-def _overfit_report(config: Config, dev: DeviceData, num_classes: int, result: OverfitResult
-                    ) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """The diagnostics rows and the report of a diagnosed overfit, whose steps count as one
-    epoch: row 0 is the initialisation, row 1 the end."""
-    sizes = model_sizes(config, dev.x_train.shape[1], num_classes)
-    one_epoch = jax.tree.map(lambda leaf: leaf[None], result.step_stats)
-    rows = rows_from_train(config, sizes, result.probe, one_epoch)
-    history = [{"epoch": 1, "train_loss": float(np.nanmean(result.loss)),
-                "train_accuracy": float(result.accuracy[-1]),
-                "step_loss": [num(v) for v in result.loss]}]
-    return rows, diagnose(config, rows, history, num_classes)

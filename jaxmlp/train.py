@@ -36,8 +36,9 @@ from jaxmlp.loop import (
     scale_inputs,
     steps_per_epoch,
 )
+from jaxmlp.overfit_run import run_overfit
 from jaxmlp.rundir import CONFIG_JSON
-from jaxmlp.runner import Diverged, Interrupted, run, run_overfit
+from jaxmlp.runner import Diverged, Interrupted, run
 
 __all__ = [
     "DeviceData", "Diverged", "EpochMetrics", "Hyper", "RunMetrics", "TrainState",

@@ -11,7 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxmlp import data, loop, runner, sweep
+from jaxmlp import data, loop, overfit_run, runner, sweep
 from jaxmlp.config import (
     DATASET_DEFAULTS,
     TOY_DATASETS,
@@ -199,7 +199,7 @@ def test_the_pictures_of_the_plane(toy_run: tuple, toys: dict,
 
 def test_overfit_memorises_toy_points() -> None:
     lines: list[str] = []
-    result = runner.run_overfit(Config(dataset="circles"), 50, progress=False,
+    result = overfit_run.run_overfit(Config(dataset="circles"), 50, progress=False,
                                 log=lines.append)
     assert result.reached and result.dataset == "circles"
     # The set's network and learning rate; the batch and schedule are the overfit's own.
