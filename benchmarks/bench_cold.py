@@ -10,18 +10,21 @@ Each process builds the default configuration's programs (784-512-512-10, Adam, 
 way `python -m jaxmlp.train` does and reports, per phase, how many XLA programs it compiled and
 the backend compile seconds JAX's own monitoring events give:
 
-- `init`: the initial parameters and optimizer state (`loop.initial_state`, run eagerly: every
-  jax.random and jnp call is its own small program);
+- `init`: the initial parameters and optimizer state (`loop.initial_state`, run eagerly: the
+  weights come from two programs, `model.init_mlp`'s draw and scaling, and the rest, the key
+  splits and the optimizer's zeros, are one small program per operation and shape);
 - `epoch`: the jitted epoch (`loop.make_epoch`, a `lax.scan` over the steps);
 - `evaluate`: the jitted test-set evaluation.
 
 Variants, each against `trainer` (what the trainer does today) in the same round:
 
+- `init-op-by-op`: the weights drawn layer by layer by `jax.nn.initializers`, op by op, as the
+  trainer did before `init_mlp` compiled them as two programs (bitwise the same parameters);
 - `init-jit-O0`: the whole initialisation as one jitted program, compiled at XLA's CPU
   optimisation level 0 (it runs once, so its speed does not matter);
 - `rbg`: JAX's `rbg` PRNG instead of the default threefry (`jax_default_prng_impl`).
 
-Both change the numbers a seed gives, so each row says whether the parameters the variant
+The last two change the numbers a seed gives, so each row says whether the parameters the variant
 starts from are bitwise the trainer's. Rounds interleave the variants, so a burst of load from
 elsewhere hits them alike; the table quotes medians and the median of per-round ratios.
 """
@@ -41,10 +44,10 @@ import jax
 import numpy as np
 
 from benchmarks import _common as common
-from jaxmlp import compilation, loop
+from jaxmlp import compilation, loop, model
 from jaxmlp.config import Config
 
-VARIANTS = ("trainer", "init-jit-O0", "rbg")
+VARIANTS = ("trainer", "init-op-by-op", "init-jit-O0", "rbg")
 PHASES = ("init", "epoch", "evaluate")
 
 
@@ -52,6 +55,8 @@ def measure(variant: str, data_dir: str | None) -> dict[str, Any]:
     """One fresh process's figures for `variant` (run by `main` through `--child`)."""
     if variant == "rbg":  # before the first key is made
         jax.config.update("jax_default_prng_impl", "rbg")
+    if variant == "init-op-by-op":  # init_mlp's path for PRNGs without bits by flat index
+        model._bits_by_flat_index = lambda key: False
     compilation.tune_xla_cpu()
     compiles: list[float] = []
     jax.monitoring.register_event_duration_secs_listener(

@@ -8,6 +8,7 @@ arrays and the layout is what you would write on paper.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -45,19 +46,90 @@ def init_mlp(
     Weights: `he`, `glorot`, `lecun` draw from a normal with the scheme's std (times `scale`);
     `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
     `scale` may be a traced value, so a sweep can vmap over initialisation scales.
+
+    Traced (inside `jit` or `vmap`), this is `_init_layer` for each layer, compiled into the
+    caller's program. Called on concrete values, as a run does before its first epoch, it gives
+    bitwise the same numbers from two compiled programs instead of one small program per
+    operation and weight shape (`_init_concrete`): most of a cold start.
     """
     if init not in (*_VARIANCE_SCALING, "normal"):
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
-    keys = jax.random.split(key, len(layer_sizes) - 1)
+    shapes = tuple(itertools.pairwise(layer_sizes))
+    traced = isinstance(key, jax.core.Tracer) or isinstance(scale, jax.core.Tracer)
+    if not traced and _bits_by_flat_index(key):
+        return _init_concrete(key, shapes, init, scale, dtype)
+    keys = jax.random.split(key, len(shapes))
+    return [_init_layer(k, shape, init, scale, dtype)
+            for k, shape in zip(keys, shapes, strict=True)]
+
+
+def _init_layer(
+    key: jax.Array, shape: tuple[int, int], init: str, scale: float | jax.Array, dtype: jnp.dtype
+) -> dict[str, jax.Array]:
+    if init == "normal":
+        base = jax.nn.initializers.normal(stddev=1.0)
+    else:
+        gain, mode = _VARIANCE_SCALING[init]
+        base = jax.nn.initializers.variance_scaling(gain, mode, "normal")
+    w = base(key, shape, dtype) * jnp.asarray(scale, dtype)
+    return {"w": w, "b": jnp.zeros(shape[1:], dtype)}
+
+
+# --- the same numbers, compiled as two programs -------------------------------------------------
+# Run op by op, `_init_layer` compiles threefry and the inverse error function once per weight
+# shape, and every multiply and zeros of a new shape is a program of its own: 20 programs and
+# most of a cold start for the default network (benchmarks/README.md, "Cold compilation").
+# One program for the whole initialisation is not bitwise the same: XLA rewrites a chain of
+# multiplies by scalars when it can fold one of them, here the scheme's std into the normal
+# draw's own sqrt(2), one rounding instead of two. So the draw is one program and the scaling
+# another, with a barrier between its two multiplies to keep the op-by-op code's two roundings
+# whatever XLA learns to fold. `tests/test_model.py` holds the two to the same bits.
+
+
+def _bits_by_flat_index(key: jax.Array) -> bool:
+    """Whether an entry's random bits depend only on its key and flat index: true of JAX's
+    default PRNG (threefry with `jax_threefry_partitionable`, the default since JAX 0.5)."""
+    return str(jax.random.key_impl(key)) == "threefry2x32" and jax.config.jax_threefry_partitionable
+
+
+def _init_concrete(
+    key: jax.Array, shapes: tuple[tuple[int, int], ...], init: str, scale: float,
+    dtype: jnp.dtype,
+) -> Params:
+    normals = _standard_normals(key, shapes, dtype)
+    variances = [1.0 if init == "normal" else _variance(init, *shape) for shape in shapes]
+    return _scale_weights(normals, jnp.asarray(variances, dtype), jnp.asarray(scale, dtype),
+                          shapes)
+
+
+def _variance(init: str, fan_in: int, fan_out: int) -> float:
+    """The weight variance before `scale`, computed as `variance_scaling` computes it."""
+    gain, mode = _VARIANCE_SCALING[init]
+    return gain / (fan_in if mode == "fan_in" else (fan_in + fan_out) / 2)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _standard_normals(
+    key: jax.Array, shapes: tuple[tuple[int, int], ...], dtype: jnp.dtype
+) -> jax.Array:
+    """Row i, cut to `shapes[i]`, is bitwise `jax.random.normal(split(key)[i], shapes[i])`:
+    with bits by flat index, one draw of the largest layer's size serves every layer (for a
+    moment, memory for that many times the largest layer)."""
+    size = max(fan_in * fan_out for fan_in, fan_out in shapes)
+    keys = jax.random.split(key, len(shapes))
+    return jax.vmap(lambda k: jax.random.normal(k, (size,), dtype))(keys)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _scale_weights(
+    normals: jax.Array, variances: jax.Array, scale: jax.Array,
+    shapes: tuple[tuple[int, int], ...],
+) -> Params:
     params = []
-    for k, fan_in, fan_out in zip(keys, layer_sizes[:-1], layer_sizes[1:], strict=True):
-        if init == "normal":
-            base = jax.nn.initializers.normal(stddev=1.0)
-        else:
-            gain, mode = _VARIANCE_SCALING[init]
-            base = jax.nn.initializers.variance_scaling(gain, mode, "normal")
-        w = base(k, (fan_in, fan_out), dtype) * jnp.asarray(scale, dtype)
-        params.append({"w": w, "b": jnp.zeros((fan_out,), dtype)})
+    for z, variance, (fan_in, fan_out) in zip(normals, variances, shapes, strict=True):
+        z = z[: fan_in * fan_out].reshape(fan_in, fan_out)
+        w = jax.lax.optimization_barrier(z * jnp.sqrt(variance)) * scale
+        params.append({"w": w, "b": jnp.zeros((fan_out,), normals.dtype)})
     return params
 
 

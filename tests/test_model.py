@@ -1,0 +1,104 @@
+"""`model.init_mlp`: its two-program initialisation is bitwise JAX's own initialisers, run op by
+op as the trainer ran them before (and as the traced path still runs them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxmlp.model import init_mlp
+
+# Untruncated normals (jax.nn.initializers.he_normal and friends truncate theirs).
+INITIALISERS = {
+    "he": jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+    "glorot": jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal"),
+    "lecun": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+    "normal": jax.nn.initializers.normal(stddev=1.0),
+}
+
+CASES = [
+    ([784, 512, 512, 10], "he", 1.0),  # the default network
+    ([784, 10], "he", 1.0),  # one layer: no layer is cut from a larger draw
+    ([784, 100, 10], "glorot", 0.5),
+    ([64, 32, 32, 32, 10], "normal", 0.01),
+    ([784, 16, 10], "lecun", 3.0),
+]
+
+
+def per_layer(key: jax.Array, sizes: list[int], init: str, scale: float,
+              dtype: jnp.dtype) -> list[dict[str, np.ndarray]]:
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": np.asarray(INITIALISERS[init](k, (a, b), dtype) * jnp.asarray(scale, dtype)),
+             "b": np.zeros((b,), dtype)}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+
+@pytest.mark.xla_defaults  # a claim about two different programs' bits: checked at the defaults
+@pytest.mark.parametrize(("sizes", "init", "scale"), CASES,
+                         ids=["-".join(map(str, c[0])) + f"-{c[1]}" for c in CASES])
+def test_init_is_bitwise_jax_initialisers_run_op_by_op(sizes: list[int], init: str,
+                                                       scale: float) -> None:
+    for seed in (0, 7):
+        key = jax.random.key(seed)
+        want = per_layer(key, sizes, init, scale, jnp.float32)
+        got = init_mlp(key, sizes, init, scale)
+        for layer, (g, w) in enumerate(zip(got, want, strict=True)):
+            for name in ("w", "b"):
+                assert g[name].dtype == w[name].dtype
+                np.testing.assert_array_equal(np.asarray(g[name]), w[name],
+                                              err_msg=f"seed {seed}, layer {layer}, {name}")
+
+
+@pytest.mark.xla_defaults
+def test_init_in_float64_is_bitwise_too() -> None:
+    with jax.enable_x64(True):
+        key = jax.random.key(1)
+        want = per_layer(key, [20, 7, 3], "he", 1.0, jnp.float64)
+        got = init_mlp(key, [20, 7, 3], "he", dtype=jnp.float64)
+        for g, w in zip(got, want, strict=True):
+            assert g["w"].dtype == jnp.float64
+            np.testing.assert_array_equal(np.asarray(g["w"]), w["w"])
+
+
+def test_traced_init_is_the_per_layer_initialisers_traced() -> None:
+    """Inside jit or vmap nothing changed: the same initialisers, compiled into the caller."""
+    sizes, key = [784, 100, 10], jax.random.key(2)
+    got = jax.jit(lambda k, s: init_mlp(k, sizes, "glorot", s))(key, jnp.float32(0.5))
+    want = jax.jit(lambda k, s: per_layer_traced(k, sizes, s))(key, jnp.float32(0.5))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(g["w"]), np.asarray(w["w"]))
+
+
+def per_layer_traced(key: jax.Array, sizes: list[int], scale: jax.Array) -> list[jax.Array]:
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": INITIALISERS["glorot"](k, (a, b), jnp.float32) * scale}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+
+@pytest.fixture()
+def lowered() -> Iterator[list[str]]:
+    """Programs JAX lowers during the test: counted whether or not the compilation cache then
+    holds them, so the count does not depend on which tests ran before."""
+    names: list[str] = []
+
+    def listener(event: str, duration: float, **kw: object) -> None:
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            names.append(str(kw.get("fun_name")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_a_deep_new_network_initialises_from_a_few_programs(lowered: list[str]) -> None:
+    """Op by op, each of these 6 layer shapes would build its own normal draw, multiplies and
+    zeros (about 20 programs); the draw and the scaling are one program each, whatever the
+    depth. Shapes no other test uses, so no program is already in this process's memory."""
+    init_mlp(jax.random.key(0), [41, 37, 31, 29, 23, 19, 17])
+    assert len(lowered) <= 5, lowered
