@@ -84,6 +84,7 @@ def measure(variant: str, data_dir: str | None) -> dict[str, Any]:
     jax.jit(loop.make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
                                               hyper).compile()
     marks.append(len(compiles))
+    parts = _parts(config, dev, state, tx, compiles) if variant == "trainer" else {}
     digest = hashlib.sha256()
     for leaf in jax.tree.leaves(state.params):
         digest.update(np.asarray(leaf).tobytes())
@@ -96,7 +97,27 @@ def measure(variant: str, data_dir: str | None) -> dict[str, Any]:
         "epoch_hlo_chars": len(hlo),
         "epoch_fusions": hlo.count(" fusion("),
         "epoch_while_loops": hlo.count(" while("),
+        "epoch_parts": parts,
     }
+
+
+def _parts(config: Config, dev: loop.DeviceData, state: loop.TrainState,
+           tx: Any, compiles: list[float]) -> dict[str, float]:
+    """Backend seconds of two pieces of the epoch program, each compiled alone: the shuffle
+    (`loop.epoch_order`, threefry bits sorted twice by `jax.random.permutation`) and one step."""
+    batch = loop.Batch(dev.x_train[: config.batch_size].astype(np.float32),
+                       dev.y_train[: config.batch_size])
+    pieces = {
+        "shuffle": (lambda k: loop.epoch_order(k, dev.x_train.shape[0], config.batch_size),
+                    (jax.random.key(0),)),
+        "one step": (lambda s, b: loop.make_step(config, tx)(s, b, 0), (state, batch)),
+    }
+    seconds = {}
+    for name, (fn, args) in pieces.items():
+        mark = len(compiles)
+        jax.jit(fn).lower(*args).compile()
+        seconds[name] = sum(compiles[mark:])
+    return seconds
 
 
 def _child(variant: str, data_dir: str | None) -> dict[str, Any]:
@@ -147,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         common.log(f"| {v} | " + " | ".join(cells) + f" | {common.median(total[v]):.2f} | "
                    f"{ratio:.2f} | {m['epoch_hlo_chars']:,}, {m['epoch_fusions']}, "
                    f"{m['epoch_while_loops']} | {same} |")
+    parts = {name: common.median([m["epoch_parts"][name] for m in runs["trainer"]])
+             for name in runs["trainer"][0]["epoch_parts"]}
+    epoch = common.median([m["phases"]["epoch"]["seconds"] for m in runs["trainer"]])
+    common.log(f"\nthe trainer's epoch programs, {epoch:.2f} s; compiled alone (medians): "
+               + ", ".join(f"{name} {secs:.2f} s" for name, secs in parts.items()))
     return 0
 
 

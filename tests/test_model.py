@@ -20,12 +20,14 @@ INITIALISERS = {
     "normal": jax.nn.initializers.normal(stddev=1.0),
 }
 
+# Each op-by-op reference compiles its own programs per shape at XLA's defaults (about 1 s each),
+# so a few cases that differ in what matters: several layers cut from one draw, one layer with
+# nothing cut, each variance formula, a scale other than 1.
 CASES = [
     ([784, 512, 512, 10], "he", 1.0),  # the default network
-    ([784, 10], "he", 1.0),  # one layer: no layer is cut from a larger draw
-    ([784, 100, 10], "glorot", 0.5),
-    ([64, 32, 32, 32, 10], "normal", 0.01),
-    ([784, 16, 10], "lecun", 3.0),
+    ([784, 10], "lecun", 1.0),
+    ([64, 32, 32, 10], "glorot", 0.5),
+    ([64, 32, 10], "normal", 0.01),
 ]
 
 
@@ -42,15 +44,14 @@ def per_layer(key: jax.Array, sizes: list[int], init: str, scale: float,
                          ids=["-".join(map(str, c[0])) + f"-{c[1]}" for c in CASES])
 def test_init_is_bitwise_jax_initialisers_run_op_by_op(sizes: list[int], init: str,
                                                        scale: float) -> None:
-    for seed in (0, 7):
-        key = jax.random.key(seed)
-        want = per_layer(key, sizes, init, scale, jnp.float32)
-        got = init_mlp(key, sizes, init, scale)
-        for layer, (g, w) in enumerate(zip(got, want, strict=True)):
-            for name in ("w", "b"):
-                assert g[name].dtype == w[name].dtype
-                np.testing.assert_array_equal(np.asarray(g[name]), w[name],
-                                              err_msg=f"seed {seed}, layer {layer}, {name}")
+    key = jax.random.key(7)
+    want = per_layer(key, sizes, init, scale, jnp.float32)
+    got = init_mlp(key, sizes, init, scale)
+    for layer, (g, w) in enumerate(zip(got, want, strict=True)):
+        for name in ("w", "b"):
+            assert g[name].dtype == w[name].dtype
+            np.testing.assert_array_equal(np.asarray(g[name]), w[name],
+                                          err_msg=f"layer {layer}, {name}")
 
 
 @pytest.mark.xla_defaults
