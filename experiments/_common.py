@@ -72,6 +72,8 @@ class Args:
         default_factory=sweep.ProgramCache, compare=False, repr=False)
     datasets: sweep.DataCache = dataclasses.field(
         default_factory=sweep.DataCache, compare=False, repr=False)
+    # Runs trained by each sweep of this invocation (a rerun reads finished runs back).
+    trained: list[int] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
 
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Args:
@@ -99,7 +101,6 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     compilation.split_cpu_into_devices()
     distributed.start_processes(a)
     compilation.enable_compilation_cache()
-    _TRAINED["runs"] = 0
     mode = "smoke" if a.smoke else "quick" if a.quick else "default"
     suffix = "" if mode == "default" else f"-{mode}"
     out = Path(a.out) if a.out else Path("runs") / f"{name}{suffix}"
@@ -118,9 +119,6 @@ def compile_mode(mode: str) -> str:
     return "default" if mode == "default" else "fast"
 
 
-_TRAINED = {"runs": 0}  # runs trained by the sweeps of this invocation (not read back)
-
-
 def run(
     spec: sweep.SweepSpec, out: Path, args: Args, **kw: Any
 ) -> sweep.SweepResult:
@@ -130,7 +128,7 @@ def run(
                              programs=args.programs, datasets=args.datasets, **kw)
     if not result.complete:
         raise SystemExit(f"sweep {out} did not complete")
-    _TRAINED["runs"] += result.record["sessions"][-1]["runs_trained"]
+    args.trained.append(result.record["sessions"][-1]["runs_trained"])
     return result
 
 
@@ -140,21 +138,21 @@ def machine() -> str:
             else ", ".join(sorted({d.device_kind for d in __import__("jax").devices()})))
 
 
-def budget_section(mode: str, budget: Any, started: float, out: Path,
-                   extra: str = "") -> tuple[str, str]:
+def budget_section(args: Args, budget: Any, started: float, extra: str = "") -> tuple[str, str]:
     """A summary.md section naming the budget, the machine and the experiment's wall time.
 
-    Each invocation is logged in `out/experiment.json` (by process 0 alone): a rerun in the same
-    folder reads finished runs back instead of training them, so its own wall time says little;
-    the log keeps the time of the invocation that did the training.
+    Each invocation is logged in `args.out/experiment.json` (by process 0 alone): a rerun in the
+    same folder reads finished runs back instead of training them, so its own wall time says
+    little; the log keeps the time of the invocation that did the training.
     """
+    mode, out = args.mode, args.out
     log_path = out / "experiment.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {"invocations": []}
     log["invocations"].append({
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "mode": mode,
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "runs_trained": _TRAINED["runs"],
+        "runs_trained": sum(args.trained),
         "machine": machine(),
         "jax": jax.__version__,
         "command": sys.argv,

@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     C.finish(result, findings(per, b, result), [
         ("Updates and seconds to 100% training accuracy", table + "\n\nPlot: "
          "updates_to_100.png. Seconds = median updates x ms per update of one run."),
-        C.budget_section(args.mode, b, started, args.out),
+        C.budget_section(args, b, started),
     ], mode=args.mode)
     return 0
 

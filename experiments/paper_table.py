@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("Learning rates chosen on the validation split", validation_table(validated, rows, b)
          + f"\n\nThe validation sweep's own outputs: {validation_folder(args.out).name}/ "
          "beside this folder."),
-        C.budget_section(args.mode, b, started, args.out),
+        C.budget_section(args, b, started),
     ]
     C.finish(result, findings(result, rows, chosen, b), sections, mode=args.mode)
     return 0

@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     C.finish(result, findings(result, b), [
         ("Plots", "dead_units.png, zero_outputs.png, init_accuracy.png: each metric against the "
          "init scale, one line per activation and scheme (more than four: a panel each)."),
-        C.budget_section(args.mode, b, started, args.out),
+        C.budget_section(args, b, started),
     ], mode=args.mode)
     return 0
 

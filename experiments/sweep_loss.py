@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "training images (a subset keeps the experiment within its time budget on a 2-core "
               "CPU). Every variant compiles its own program: the loss is structural."))
     result = C.run(spec, args.out, args)
-    C.finish(result, findings(result, b), [C.budget_section(args.mode, b, started, args.out)],
+    C.finish(result, findings(result, b), [C.budget_section(args, b, started)],
              mode=args.mode)
     return 0
 

@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           *[C.diverged(result.row(label(o, lr))) for o in OPTIMIZERS]] for lr in lrs])
     C.finish(result, findings(result, lrs, b), [
         ("Learning rate by optimizer", table + "\n\nPlot: lr_vs_accuracy.png."),
-        C.budget_section(args.mode, b, started, args.out),
+        C.budget_section(args, b, started),
     ], mode=args.mode)
     return 0
 

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = C.table(["pixels", "test accuracy (mean, 95% CI)", "final train loss"], rows)
     C.finish(result, findings(result, b, corr, int(np.prod(shape)), len(test)), [
         ("Accuracy with and without the permutation", table + f"\n\nPicture: {PICTURE}."),
-        C.budget_section(args.mode, b, started, args.out),
+        C.budget_section(args, b, started),
     ], mode=args.mode)
     return 0
 

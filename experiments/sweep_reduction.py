@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sgd, adam, raw, step_ex, step_cl, step_adam, lrs, b)
     sections = [
         ("Controls", control_table(sgd, adam, raw, step_ex, step_cl, step_adam, b)),
-        C.budget_section(args.mode, b, started, args.out,
+        C.budget_section(args, b, started,
                          f"Learning rates: SGD {LR_SGD:g}, Adam {LR_ADAM:g}."),
     ]
     C.finish(main, findings, sections, mode=args.mode)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jaxmlp import data
-from jaxmlp.config import Config, ConfigError, validate
+from jaxmlp.config import Config, ConfigError, flag_name, validate
 from jaxmlp.diagnostics import num, rows_from_train
 from jaxmlp.loop import DeviceData, model_sizes
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
@@ -22,9 +22,25 @@ from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.rundir import OVERFIT, RunDir, default_folder, make_folder
 from jaxmlp.runner import load, with_defaults
 
-# The settings `overfit_config` decides (and epochs, which steps replace): a data set's own
-# defaults leave them alone under --overfit.
-OVERFIT_SETS = ("batch_size", "epochs", "train_subset", "schedule")
+# The settings `overfit_config` decides: the first N examples as one full batch, steps instead
+# of epochs, a constant learning rate. A data set's own defaults leave them alone, and typing one
+# of them with --overfit is refused, naming the flag that limits it instead where there is one.
+OVERFIT_SETS = {"epochs": "--overfit-steps", "batch_size": None, "train_subset": None,
+                "schedule": None}
+
+
+def refuse_what_overfit_sets(config: Config, given: Collection[str]) -> None:
+    """ConfigError for a flag in `given` whose setting --overfit decides itself; `--schedule
+    constant` passes, since it says what the overfit does."""
+    for name in sorted(set(given) & set(OVERFIT_SETS)):
+        if name == "schedule":
+            if config.schedule != "constant":
+                raise ConfigError(f"--overfit steps with a constant learning rate: drop "
+                                  f"--schedule {config.schedule}")
+            continue
+        instead = f" (use {OVERFIT_SETS[name]} to limit it)" if OVERFIT_SETS[name] else ""
+        raise ConfigError(f"--overfit trains the first N examples as one full batch until they "
+                          f"are memorised{instead}: drop {flag_name(name)}")
 
 
 def run_overfit(config: Config, num_examples: int, out: str | Path | None = None, *,
@@ -40,6 +56,7 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
+    refuse_what_overfit_sets(config, given or ())
     if out is not None:
         make_folder(out)  # a bad --out is said before any work
     # Not the batch, epochs or schedule: the overfit sets its own (one full batch, steps).

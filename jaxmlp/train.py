@@ -86,24 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What --overfit sets itself (the first N examples, one full batch, steps rather than epochs):
-# typing one of these with it is a mistake worth saying. The flag whose limit to use instead.
-_OVERFIT_SETS = {"epochs": "--overfit-steps", "batch_size": None, "train_subset": None}
-
-
 def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
              argv: list[str] | None) -> int:
     if args.resume:
         cli.fail("--overfit starts from fresh parameters; drop --resume")
     given = cli.flags_given(parser, argv)
-    for name in sorted(given & set(_OVERFIT_SETS)):
-        flag = "--" + name.replace("_", "-")
-        instead = f" (use {_OVERFIT_SETS[name]} to limit it)" if _OVERFIT_SETS[name] else ""
-        cli.fail(f"--overfit trains the first N examples as one full batch until they are "
-                 f"memorised{instead}: drop {flag}")
-    if "schedule" in given and args.schedule != "constant":  # `constant` says what it does
-        cli.fail(f"--overfit steps with a constant learning rate: drop --schedule "
-                 f"{args.schedule}")
     try:
         result = run_overfit(cli.dataclass_from_args(Config, args), args.overfit, args.out,
                              max_steps=args.overfit_steps, progress=args.progress,

@@ -72,6 +72,9 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     again = json.loads((tmp_path / "sweep.json").read_text())
     assert len(again["sessions"]) == 2 and again["sessions"][-1]["runs_trained"] == 0
     assert again["fingerprint"] == record["fingerprint"]
+    # The experiment's own log counts what each invocation trained (its summary quotes it).
+    invocations = json.loads((tmp_path / "experiment.json").read_text())["invocations"]
+    assert [i["runs_trained"] for i in invocations] == [record["num_runs"], 0]
 
 
 def test_overfit_small(data_dir: Path, tmp_path: Path) -> None:
