@@ -533,6 +533,14 @@ def test_bad_flags_fail_with_one_clear_message(tmp_path: Path, capsys) -> None:
         assert code == 2 and err.startswith("error: ") and message in err, (argv, err)
 
 
+def test_grid_axes_take_a_flag_s_spellings() -> None:
+    """A grid axis is named as its flag is, or as its field: the same axis, the field's name."""
+    for text in ("learning_rate=0.01,0.1", "learning-rate=0.01,0.1", "lr=0.01,0.1"):
+        assert sweep_cli.parse_grid_flag(text) == ("learning_rate", [0.01, 0.1]), text
+    with pytest.raises(sweep.SpecError, match="unknown setting 'rate'"):
+        sweep_cli.parse_grid_flag("rate=0.1")
+
+
 def test_bad_spec_through_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     spec = tmp_path / "bad.json"
     spec.write_text('{"grid": {"optimizer": ["sgd", "rmsprop"]}}')

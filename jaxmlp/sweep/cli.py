@@ -22,6 +22,7 @@ from jaxmlp.sweep.spec import (
     SpecError,
     SweepSpec,
     check_field,
+    field_name,
     normalise,
     read_spec_file,
     spec_from_dict,
@@ -68,7 +69,7 @@ def parse_grid_flag(text: str) -> tuple[str, list[Any]]:
         raise SpecError(f"--grid {text!r}: write FIELD=VALUE1,VALUE2,... (e.g. "
                         "learning_rate=0.01,0.1)")
     name, values = text.split("=", 1)
-    name = name.strip().replace("-", "_")
+    name = field_name(name)
     check_field(name, "--grid")
     if values.strip().startswith("["):
         try:
@@ -92,7 +93,8 @@ def _spec_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--out", required=True, help="output folder; the same folder again resumes")
     g.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                    help="a grid axis (repeat for more axes); replaces the spec's axis of that "
-                   "name. Widths: --grid hidden=64,128x128")
+                   "name. FIELD as its flag or field is spelled (lr, learning-rate, "
+                   "learning_rate). Widths: --grid hidden=64,128x128")
     g.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="train seeds 0..N-1 of every variant (default: the spec's, else 5)")
     g.add_argument("--seed-list", type=int, nargs="+", default=None, metavar="S",

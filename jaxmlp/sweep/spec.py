@@ -103,6 +103,15 @@ def _label(overrides: Sequence[tuple[str, Any]]) -> str:
 
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+# A flag's other spellings (`--lr`), as grid axis names: `--grid lr=0.01,0.1`.
+_ALIASES = {alias.lstrip("-").replace("-", "_"): f.name for f in _CONFIG_FIELDS.values()
+            for alias in f.metadata.get("aliases", ())}
+
+
+def field_name(name: str) -> str:
+    """The `Config` field a command line names: `learning-rate`, `learning_rate` or `lr`."""
+    name = name.strip().replace("-", "_")
+    return _ALIASES.get(name, name)
 
 
 def check_field(name: str, where: str) -> None:
