@@ -81,7 +81,8 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     if out is not None:
         make_folder(out)  # the default folder, under --plots
         record = {
-            "config": config.to_dict(), "dataset": dataset.name, "examples": num_examples,
+            "config": config.to_dict(), "dataset": dataset.name,
+            "num_classes": dataset.num_classes, "examples": num_examples,
             "reached": result.reached, "steps": result.steps, "seconds": result.seconds,
             "compile_seconds": result.compile_seconds, "max_steps": max_steps,
             "loss": [num(v) for v in result.loss], "accuracy": [num(v) for v in result.accuracy],

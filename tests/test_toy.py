@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import jax
 import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxmlp import data, loop, overfit_run, runner, sweep
+from jaxmlp import data, loop, overfit_run, rundir, runner, sweep
 from jaxmlp.config import (
     DATASET_DEFAULTS,
     TOY_DATASETS,
@@ -20,6 +21,7 @@ from jaxmlp.config import (
     dataset_defaults,
     validate,
 )
+from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import plane
 from jaxmlp.plots import run as plots
 from jaxmlp.train import build_parser
@@ -197,14 +199,19 @@ def test_the_pictures_of_the_plane(toy_run: tuple, toys: dict,
 # --- the other commands ---------------------------------------------------------------------
 
 
-def test_overfit_memorises_toy_points() -> None:
+def test_overfit_memorises_toy_points(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = overfit_run.run_overfit(Config(dataset="circles"), 50, progress=False,
-                                log=lines.append)
+    result = overfit_run.run_overfit(Config(dataset="circles"), 50, tmp_path / "o",
+                                     progress=False, log=lines.append)
     assert result.reached and result.dataset == "circles"
     # The set's network and learning rate; the batch and schedule are the overfit's own.
     assert any("--hidden 16 16 --learning-rate 0.01" in line for line in lines)
     assert not any("--batch-size" in line for line in lines)
+    # Its folder keeps the two classes, so a redrawn picture's chance line is 50%, not 10%.
+    assert json.loads((tmp_path / "o" / rundir.OVERFIT).read_text())["num_classes"] == 2
+    with patch.object(plots, "overfit_curves", wraps=plots.overfit_curves) as drawn:
+        assert plots_cli.main([str(tmp_path / "o")]) == 0
+    assert drawn.call_args.args[-1] == 2
 
 
 def test_a_sweep_trains_a_toy_set(tmp_path: Path) -> None:

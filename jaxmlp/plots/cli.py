@@ -27,8 +27,9 @@ def plot_overfit_folder(run_dir: str | os.PathLike) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} cannot be read ({e}); run the --overfit command again") from e
     rows = record.get("diagnostics") or []
-    verdict = gradient_verdict(diagnose(config, rows, (), 10)) if rows else None
-    return write_overfit_plots(run_dir, record, verdict)
+    num_classes = record.get("num_classes", 10)  # folders from before it was recorded: MNIST's
+    verdict = gradient_verdict(diagnose(config, rows, (), num_classes)) if rows else None
+    return write_overfit_plots(run_dir, record, verdict, num_classes)
 
 
 def plot_run_folder(run_dir: str | os.PathLike) -> list[str]:
