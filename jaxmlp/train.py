@@ -65,7 +65,9 @@ def _diagnostics_flags(parser: argparse.ArgumentParser) -> None:
                         "diagnostics.jsonl, and end with a plain-language report")
     g.add_argument("--plots", action="store_true",
                    help="write PNGs to the run folder: learning curves, per-layer gradient "
-                        "norms, confusion matrix, misclassified test images (implies --diagnose)")
+                        "norms, confusion matrix, misclassified test images (for 2-D points: "
+                        "the decision boundary, by epoch, and the first layer's units); implies "
+                        "--diagnose")
     g.add_argument("--overfit", type=int, metavar="N", default=None,
                    help="instead of training normally, fit the first N training examples (full "
                         "batch, constant learning rate) until 100%% training accuracy; report "
