@@ -154,14 +154,12 @@ def tfds_dir() -> Path:
     return _missing("tfds-prepared MNIST", candidates)
 
 
-@pytest.fixture()
-def compiled() -> Iterator[list[str]]:
-    """The names of the functions XLA compiles during the test, from JAX's own compile events
-    (a program loaded from the persistent cache is not among them)."""
+def _event_names(event: str) -> Iterator[list[str]]:
+    """The names of the functions for which JAX reports `event` while the fixture lives."""
     names: list[str] = []
 
-    def listener(event: str, duration: float, **kw: object) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
+    def listener(name: str, duration: float, **kw: object) -> None:
+        if name == event:
             names.append(str(kw.get("fun_name")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
@@ -169,6 +167,20 @@ def compiled() -> Iterator[list[str]]:
         yield names
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture()
+def compiled() -> Iterator[list[str]]:
+    """The functions XLA compiles during the test (one loaded from the persistent compilation
+    cache is not among them)."""
+    yield from _event_names("/jax/core/compile/backend_compile_duration")
+
+
+@pytest.fixture()
+def lowered() -> Iterator[list[str]]:
+    """The functions JAX lowers to a program during the test, whether or not the compilation
+    cache then holds it, so the count does not depend on which tests ran before."""
+    yield from _event_names("/jax/core/compile/jaxpr_to_mlir_module_duration")
 
 
 def pytest_configure(config: pytest.Config) -> None:
