@@ -289,8 +289,9 @@ print(json.dumps({"devices": len(jax.devices()), "four": four.record["devices"],
 def test_sharded_over_four_devices_equals_one_device(base: Config, tmp_path: Path) -> None:
     """4 simulated CPU devices (a subprocess, since the device count is fixed at start-up): 6
     runs padded to 8, 2 per device; same results as on one device within the tolerance."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": str(REPO)}
+    # The suite's own XLA flags too (conftest.py): a tolerance, not bits, is checked here.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags.strip(), "PYTHONPATH": str(REPO)}
     cfg = base.to_dict()
     proc = subprocess.run([sys.executable, "-c", SHARD_SCRIPT, json.dumps(cfg), str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=300)
