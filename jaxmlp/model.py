@@ -49,8 +49,9 @@ def init_mlp(
 
     Traced (inside `jit` or `vmap`), this is `_init_layer` for each layer, compiled into the
     caller's program. Called on concrete values, as a run does before its first epoch, it gives
-    bitwise the same numbers from two compiled programs instead of one small program per
-    operation and weight shape (`_init_concrete`): most of a cold start.
+    bitwise what `_init_layer` run op by op gives, from two compiled programs
+    (`_init_concrete`) instead of one small program per operation and weight shape, which made
+    the initialisation most of a cold start.
     """
     if init not in (*_VARIANCE_SCALING, "normal"):
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
