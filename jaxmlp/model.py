@@ -47,15 +47,17 @@ def init_mlp(
     `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
     `scale` may be a traced value, so a sweep can vmap over initialisation scales.
 
-    Traced (inside `jit` or `vmap`), this is `_init_layer` for each layer, compiled into the
-    caller's program. Called on concrete values, as a run does before its first epoch, it gives
-    bitwise what `_init_layer` run op by op gives, from two compiled programs
-    (`_init_concrete`) instead of one small program per operation and weight shape, which made
-    the initialisation most of a cold start.
+    When `key` or `scale` is a tracer (inside `jit` or `vmap`), this is `_init_layer` for each
+    layer, compiled into the caller's program. Called on concrete values, as a run does before
+    its first epoch, it gives bitwise what `_init_layer` run op by op gives, from two compiled
+    programs (`_init_concrete`) instead of one small program per operation and weight shape,
+    which made the initialisation most of a cold start.
     """
     if init not in (*_VARIANCE_SCALING, "normal"):
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
-    shapes = tuple(itertools.pairwise(layer_sizes))
+    shapes = tuple((int(a), int(b)) for a, b in itertools.pairwise(layer_sizes))
+    if not shapes:
+        return []
     traced = isinstance(key, jax.core.Tracer) or isinstance(scale, jax.core.Tracer)
     if not traced and _bits_by_flat_index(key):
         return _init_concrete(key, shapes, init, scale, dtype)
@@ -94,7 +96,7 @@ def _bits_by_flat_index(key: jax.Array) -> bool:
 
 
 def _init_concrete(
-    key: jax.Array, shapes: tuple[tuple[int, int], ...], init: str, scale: float,
+    key: jax.Array, shapes: tuple[tuple[int, int], ...], init: str, scale: float | jax.Array,
     dtype: jnp.dtype,
 ) -> Params:
     normals = _standard_normals(key, shapes, dtype)
