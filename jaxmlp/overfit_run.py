@@ -59,7 +59,6 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     refuse_what_overfit_sets(config, given or ())
     if out is not None:
         make_folder(out)  # a bad --out is said before any work
-    # Not the batch, epochs or schedule: the overfit sets its own (one full batch, steps).
     config, _ = with_defaults(config, given, log, leave=OVERFIT_SETS)
     loaded = data.load_data(validate(config), progress=progress)
     available = len(loaded[0].y_train)

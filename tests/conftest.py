@@ -62,10 +62,10 @@ if _OWNS_RUN:
     # optimisation level 0 with its older (LLVM IR) fusion emitters: compilation is most of the
     # suite's time. They compute the same functions; what differs is the machine code's speed
     # and, in the last bits, rounding (a comparison is always between programs run here, under
-    # the same flags). What users see is checked under their own flags: the README's examples
-    # run in a process with `USER_XLA_FLAGS` (test_readme.py), and speed is measured at XLA's
-    # defaults in benchmarks/. Region analysis is the flag jaxmlp itself adds
-    # (compilation.XLA_CPU_FLAGS), which a set $XLA_FLAGS would otherwise displace.
+    # the same flags). What users see is checked under their own flags: the tests marked
+    # `xla_defaults` run in a process with `USER_XLA_FLAGS` (test_at_xla_defaults.py), and
+    # speed is measured at XLA's defaults in benchmarks/. Region analysis is the flag jaxmlp
+    # itself adds (compilation.XLA_CPU_FLAGS), which a set $XLA_FLAGS would otherwise displace.
     os.environ["JAXMLP_TEST_USER_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
     if os.environ.get("JAXMLP_TEST_AT_XLA_DEFAULTS") != "1":
         os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),

@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: never try to open a window (CI, ssh, no display)
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from jaxmlp.plots.backend import pyplot
 from jaxmlp.stats import bootstrap_ci
+
+plt = pyplot()  # a sweep always draws, so at import, with the Agg backend as every plot
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
