@@ -63,7 +63,10 @@ def test_sweep_pixels(data_dir: Path, tmp_path: Path) -> None:
     rec = record(tmp_path)
     perms = module.BUDGETS["smoke"].permutations
     assert rec["num_variants"] == 1 + len(perms)
-    assert rec["num_programs"] == 1 + len(perms)  # each permutation is its own data
+    # Each permutation is its own data, so its own group; the program is the same for all
+    # (the pixel order only chooses the data), compiled once.
+    assert rec["num_programs"] == 1 + len(perms)
+    assert rec["programs_compiled"] == 1, rec["programs"]
     assert (tmp_path / module.PICTURE).read_bytes()[:4] == b"\x89PNG"
     said = " ".join(findings(tmp_path))
     assert "convolutional" in said and "correlation with its right-hand neighbour" in said

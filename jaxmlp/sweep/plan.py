@@ -48,6 +48,24 @@ def structural_key(config: Config) -> Config:
                                input_dropout=_DROPOUT_ON if inputs else 0.0)
 
 
+# Settings that only choose the data: which set, which of its examples, which pixel order. The
+# program never reads them (it sees the data's shapes), so runs that differ only here train on
+# different data (separate groups) with one compiled program (`program_key`).
+DATA_FIELDS = ("dataset", "data_dir", "source", "data_seed", "train_subset", "pixel_permutation")
+_NO_DATA = {f.name: f.default for f in dataclasses.fields(Config) if f.name in DATA_FIELDS}
+
+
+def program_key(config: Config) -> Config:
+    """`structural_key` with the data's settings blanked too: groups with equal keys (and data
+    of equal shapes) share one compiled program."""
+    return dataclasses.replace(structural_key(config), **_NO_DATA)
+
+
+def data_key(config: Config) -> tuple:
+    """What selects a configuration's data (`DATA_FIELDS`): equal keys train on the same arrays."""
+    return tuple(getattr(config, f) for f in DATA_FIELDS)
+
+
 def group_runs(runs: Sequence[Run]) -> list[tuple[Config, list[int]]]:
     """Runs grouped by structure, in order of first appearance: one compiled program each."""
     groups: dict[Config, list[int]] = {}

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, hyper_from_config, make_train, model_sizes
 from jaxmlp.probes import ProbeStats, make_probe
-from jaxmlp.sweep.plan import TRACED_FIELDS, chunk_size, structural_key
+from jaxmlp.sweep.plan import TRACED_FIELDS, chunk_size, program_key, structural_key
 from jaxmlp.sweep.spec import SpecError
 
 RESULT_FIELDS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -209,7 +209,9 @@ class Program(NamedTuple):
 
 class ProgramCache:
     """Compiled programs, by everything that decides their code (structure, run count, runs per
-    batch, data shapes, devices, compiler options; see `get_program`).
+    batch, data shapes, devices, compiler options; see `get_program`): not by which data, so
+    groups that differ only in it (`plan.DATA_FIELDS`: another data set of the same shapes,
+    another pixel order) share a program.
 
     An object, not a process-wide table: hand the same cache to several sweeps
     (`run_sweep(..., programs=cache)`) and an experiment that runs several sweeps with the same
@@ -259,7 +261,7 @@ def _compile(config: Config, dev: DeviceData, size: int, mesh: Mesh, num_classes
     runs = NamedSharding(mesh, P("runs"))
     replicated = NamedSharding(mesh, P())
     per_device = jax.shard_map(
-        make_program(structural_key(config), num_classes, probes, keep_params, batch),
+        make_program(program_key(config), num_classes, probes, keep_params, batch),
         mesh=mesh, in_specs=(P("runs"), P(), P("runs")), out_specs=P("runs"),
         # Runs never communicate, so there is nothing for the replication check to prove, and
         # it cannot see through model._affine's custom gradient (whose bias gradient it would
@@ -300,7 +302,7 @@ def get_program(
                             runs_per_batch)
     key_shape = jax.random.key_data(jax.random.key(0)).shape
     dev_shapes = tuple((x.shape, str(x.dtype)) for x in dev)
-    cache_key = (structural_key(config), num_classes, probes, keep_params, size, batch,
+    cache_key = (program_key(config), num_classes, probes, keep_params, size, batch,
                  key_shape, dev_shapes, tuple(d.id for d in mesh.devices.flat),
                  tuple(sorted((options or {}).items())))
     if cache is not None and cache_key in cache:

@@ -19,7 +19,7 @@ import jaxmlp.sweep.distributed as distributed  # the module, not the package: n
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config
 from jaxmlp.sweep.datasets import DataCache, sweep_data
-from jaxmlp.sweep.plan import Chunk, Run, group_runs, plan_chunks, plan_runs
+from jaxmlp.sweep.plan import Chunk, Run, data_key, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
     ProgramCache,
     compiler_options,
@@ -241,8 +241,7 @@ def place_group_data(spec: SweepSpec, plan: Plan, pending: Sequence[Chunk], data
     placed: dict[tuple, tuple[DeviceData, np.ndarray]] = {}
     for c in pending:
         config = plan.groups[c.group][0]
-        key = (config.dataset, config.data_dir, config.source, config.data_seed,
-               config.train_subset, config.pixel_permutation)
+        key = data_key(config)
         if key not in placed:
             dev, x_train = sweep_data(config, spec.test_subset, datasets)
             placed[key] = (place_data(dev, plan.mesh), x_train)
