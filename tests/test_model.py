@@ -1,5 +1,6 @@
-"""`model.init_mlp`: its two-program initialisation is bitwise JAX's own initialisers, run op by
-op as the trainer ran them before (and as the traced path still runs them)."""
+"""`model.init_mlp` is bitwise JAX's own initialisers: its two-program initialisation is them
+run op by op (as the trainer ran them before), and its flat draws inside jit and vmap are them
+traced the same way."""
 
 from __future__ import annotations
 
