@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"softmax cross-entropy), {b.epochs} epochs, on MNIST as it is and with "
               f"{len(b.permutations)} fixed random pixel permutations "
               f"(seeds {', '.join(map(str, b.permutations))}), applied to the training and the "
-              "test images alike. Each permutation is its own data, so its own program."))
+              "test images alike. Each permutation is its own data, so its own group of runs; "
+              "all of them share one compiled program."))
     result = C.run(spec, args.out, args)
 
     dataset, _ = args.datasets.dataset(base)

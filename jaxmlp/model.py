@@ -92,7 +92,8 @@ def _init_layer(
 # --- the same numbers, compiled as two programs -------------------------------------------------
 # Run op by op, `_init_layer` compiles threefry and the inverse error function once per weight
 # shape, and every multiply and zeros of a new shape is a program of its own: 20 programs and
-# most of a cold start for the default network (benchmarks/README.md, "Cold compilation").
+# most of a cold start for the default network (benchmarks/README.md, "Cold compilation: where
+# the seconds go").
 # One program for the whole initialisation is not bitwise the same: XLA rewrites a chain of
 # multiplies by scalars when it can fold one of them, here the scheme's std into the normal
 # draw's own sqrt(2), one rounding instead of two. So the draw is one program and the scaling

@@ -252,7 +252,7 @@ def test_a_sweep_over_two_rates_compiles_one_program(dropped: Config, epochs: Ep
     # XLA's fast CPU compilation: a third of the compile time; rounding only differs.
     result = sweep.run_sweep(spec, tmp_path, progress=False, plots=False,
                              compile_mode="fast")
-    assert result.record["num_programs"] == 1
+    assert result.record["num_groups"] == 1
     assert len([n for n in compiled if n == "jit(train_runs)"]) == 1
     evaluate = jax.jit(loop.make_evaluate(dropped))
     dev = epochs.dev

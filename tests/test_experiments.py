@@ -39,7 +39,7 @@ def data_dir(shared_data_dir: Path, mnist_dir: Path) -> Path:
 def test_sweep_reduction(data_dir: Path, tmp_path: Path) -> None:
     run("sweep_reduction", tmp_path, data_dir)
     record = check_sweep(tmp_path)
-    assert record["num_variants"] == 16 and record["num_programs"] == 8
+    assert record["num_variants"] == 16 and record["num_groups"] == 8
     for control in ("sgd_rescaled", "adam", "raw_lr"):
         check_sweep(tmp_path / "controls" / control)
     text = " ".join(findings(tmp_path))
@@ -52,7 +52,7 @@ def test_sweep_reduction(data_dir: Path, tmp_path: Path) -> None:
 def test_sweep_loss(data_dir: Path, tmp_path: Path) -> None:
     module = run("sweep_loss", tmp_path, data_dir)
     record = check_sweep(tmp_path)
-    assert record["num_variants"] == 7 and record["num_programs"] == 7
+    assert record["num_variants"] == 7 and record["num_groups"] == 7
     text = " ".join(findings(tmp_path))
     assert module.INTEGER in text and "sum-normalize + CE" in text
 
@@ -60,7 +60,7 @@ def test_sweep_loss(data_dir: Path, tmp_path: Path) -> None:
 def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     module = run("sweep_lr", tmp_path, data_dir)
     record = check_sweep(tmp_path)
-    assert record["num_programs"] == 2  # one per optimizer: the learning rate is traced
+    assert record["num_groups"] == 2  # one per optimizer: the learning rate is traced
     assert (tmp_path / "lr_vs_accuracy.png").is_file()
     lrs = module.learning_rates(module.BUDGETS["smoke"])
     assert record["num_variants"] == 2 * len(lrs)
@@ -89,7 +89,7 @@ def test_overfit_small(data_dir: Path, tmp_path: Path) -> None:
 def test_sweep_init(data_dir: Path, tmp_path: Path) -> None:
     run("sweep_init", tmp_path, data_dir)
     record = check_sweep(tmp_path)
-    assert record["num_programs"] == 8  # 4 schemes x 2 activations; scales are traced
+    assert record["num_groups"] == 8  # 4 schemes x 2 activations; scales are traced
     for png in ("dead_units.png", "zero_outputs.png", "init_accuracy.png"):
         assert (tmp_path / png).is_file()
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))

@@ -65,7 +65,7 @@ def test_sweep_pixels(data_dir: Path, tmp_path: Path) -> None:
     assert rec["num_variants"] == 1 + len(perms)
     # Each permutation is its own data, so its own group; the program is the same for all
     # (the pixel order only chooses the data), compiled once.
-    assert rec["num_programs"] == 1 + len(perms)
+    assert rec["num_groups"] == 1 + len(perms)
     assert rec["programs_compiled"] == 1, rec["programs"]
     assert (tmp_path / module.PICTURE).read_bytes()[:4] == b"\x89PNG"
     said = " ".join(findings(tmp_path))

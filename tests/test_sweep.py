@@ -254,7 +254,7 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(
     r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
                         progress=False, plots=False, programs=cache)
     first = [n for n in compiled if n == "jit(train_runs)"]
-    assert r.record["num_runs"] == 64 and r.record["num_programs"] == 2
+    assert r.record["num_runs"] == 64 and r.record["num_groups"] == 2
     assert len(first) == 2
     assert r.record["programs_compiled"] == 2
     # Other learning rates and seeds of the same structures: nothing new to compile.
@@ -487,7 +487,7 @@ learning_rate = [0.05, 0.1]
     summary = list(csv.DictReader(open(tmp_path / "o" / "summary.csv")))
     assert len(summary) == 4 and summary[0]["activation"] == "relu"
     record = json.loads((tmp_path / "o" / sweep.SWEEP_JSON).read_text())
-    assert record["max_parallel"] == 4 and record["num_programs"] == 2
+    assert record["max_parallel"] == 4 and record["num_groups"] == 2
     assert "toml sweep" in out
 
 

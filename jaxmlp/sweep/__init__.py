@@ -7,9 +7,11 @@ variants, with statistics, not one run of each. This package makes that cheap:
   learning rate, the input scaling, the initialisation scale and the dropout rates, though
   whether a rate is above 0 is structural) enter the compiled program as
   values, so `jax.vmap` trains every combination of them at once. *Structural* settings (loss,
-  output transform, reductions, architecture, optimizer, batch size, epochs, data) change the
+  output transform, reductions, architecture, optimizer, batch size, epochs) change the
   program itself and compile separately, once each. 2 structural variants x 4 learning rates x
-  8 seeds is 2 programs, not 64.
+  8 seeds is 2 programs, not 64. Settings that only choose the data (`plan.DATA_FIELDS`: the
+  data set, the training subset, the pixel order) train as groups of their own on their own
+  arrays, sharing the program when the shapes agree.
 - **Sharded.** The run axis is split over every device with `jax.sharding` (a `Mesh` with one
   axis, `runs`, and `jax.shard_map`), so several GPUs, or several hosts after
   `jax.distributed.initialize()`, share the runs with no change to the experiment. On a CPU the

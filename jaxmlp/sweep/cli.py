@@ -198,7 +198,8 @@ def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
               f"{spec.name}'s {rec['num_runs']} runs; process 0 writes the outputs in {out}")
         return
     print(f"{spec.name}: {rec['num_runs']} runs ({len(spec.variants)} variants x "
-          f"{len(spec.seeds)} seeds) in {rec['num_programs']} programs; wall "
+          f"{len(spec.seeds)} seeds); groups {rec['num_groups']}, programs compiled "
+          f"{rec['programs_compiled']}; wall "
           f"{rec['wall_seconds']:.1f} s (compile {rec['compile_seconds']:.1f} s, train "
           f"{rec['train_seconds']:.1f} s)")
     for line in generic_findings(spec, result.summary):

@@ -22,6 +22,8 @@ class DataCache:
 
     def dataset(self, config: Config) -> tuple[data.Dataset, str | None]:
         """(data set, fallback note or None) for `config`, loaded on first use."""
+        # The settings of `plan.DATA_FIELDS` that choose the set as loaded (the training subset
+        # and the pixel order are applied to it later).
         key = (config.dataset, config.data_dir, config.source, config.data_seed)
         if key not in self._sets:
             self._sets[key] = data.load_data(config, progress=False)

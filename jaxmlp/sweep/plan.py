@@ -1,5 +1,6 @@
-"""The plan of a sweep: its runs (variant x seed), grouped by structure into one compiled program
-each, and each group cut into chunks of at most `max_parallel` runs."""
+"""The plan of a sweep: its runs (variant x seed), grouped by structure and data (one compiled
+program each, shared by groups that differ only in their data), and each group cut into chunks
+of at most `max_parallel` runs."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def structural_key(config: Config) -> Config:
 # program never reads them (it sees the data's shapes), so runs that differ only here train on
 # different data (separate groups) with one compiled program (`program_key`).
 DATA_FIELDS = ("dataset", "data_dir", "source", "data_seed", "train_subset", "pixel_permutation")
-_NO_DATA = {f.name: f.default for f in dataclasses.fields(Config) if f.name in DATA_FIELDS}
+_NO_DATA = {name: Config.__dataclass_fields__[name].default for name in DATA_FIELDS}
 
 
 def program_key(config: Config) -> Config:
@@ -61,13 +62,14 @@ def program_key(config: Config) -> Config:
     return dataclasses.replace(structural_key(config), **_NO_DATA)
 
 
-def data_key(config: Config) -> tuple:
+def data_choice(config: Config) -> tuple:
     """What selects a configuration's data (`DATA_FIELDS`): equal keys train on the same arrays."""
     return tuple(getattr(config, f) for f in DATA_FIELDS)
 
 
 def group_runs(runs: Sequence[Run]) -> list[tuple[Config, list[int]]]:
-    """Runs grouped by structure, in order of first appearance: one compiled program each."""
+    """Runs grouped by structure (data included), in order of first appearance: one call of a
+    compiled program each; groups with equal `program_key`s share the program."""
     groups: dict[Config, list[int]] = {}
     for r in runs:
         groups.setdefault(structural_key(r.config), []).append(r.index)

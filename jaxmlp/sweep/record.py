@@ -64,7 +64,7 @@ def end_session(record: dict[str, Any], session: Session, pending: Sequence[Chun
         program = record["programs"][g]
         if not info["reused"]:
             program["compile_seconds"] = round(info["compile_seconds"], 3)
-        else:  # from the cache (another sweep compiled it): it cost this sweep nothing
+        else:  # from the cache (another sweep or group compiled it): it cost nothing here
             program.setdefault("compile_seconds", 0.0)
         program["reused_from_cache"] = info["reused"]
         program["runs_per_batch"] = info["runs_per_batch"]
@@ -77,8 +77,9 @@ def end_session(record: dict[str, Any], session: Session, pending: Sequence[Chun
 
 def _programs(spec: SweepSpec, runs: Sequence[Run], groups: Sequence[tuple[Config, list[int]]],
               chunks: Sequence[Chunk], old: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """Per compiled program: its structure, variants, runs and chunks, and the timings that
-    earlier sessions recorded for it."""
+    """Per group (one structure and data set; one compiled program each, which groups that
+    differ only in their data share): its structure, variants, runs and chunks, and the timings
+    that earlier sessions recorded for it."""
     by_group: dict[int, list[Chunk]] = {}
     for c in chunks:
         by_group.setdefault(c.group, []).append(c)
@@ -128,7 +129,7 @@ def build_record(
         "num_variants": len(spec.variants),
         "num_seeds": len(spec.seeds),
         "num_runs": len(runs),
-        "num_programs": len(groups),
+        "num_groups": len(groups),
         "num_chunks": len(chunks),
         "traced_settings": list(TRACED_FIELDS),
         "max_parallel": max_parallel,

@@ -19,7 +19,7 @@ import jaxmlp.sweep.distributed as distributed  # the module, not the package: n
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config
 from jaxmlp.sweep.datasets import DataCache, sweep_data
-from jaxmlp.sweep.plan import Chunk, Run, data_key, group_runs, plan_chunks, plan_runs
+from jaxmlp.sweep.plan import Chunk, Run, data_choice, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
     ProgramCache,
     compiler_options,
@@ -52,7 +52,8 @@ from jaxmlp.sweep.tables import summarize, write_outputs
 
 
 class Plan(NamedTuple):
-    """What one call trains and where: runs, their groups (one program each), chunks, devices."""
+    """What one call trains and where: runs, their groups (one program call each), chunks,
+    devices."""
 
     runs: list[Run]
     groups: list[tuple[Config, list[int]]]
@@ -241,7 +242,7 @@ def place_group_data(spec: SweepSpec, plan: Plan, pending: Sequence[Chunk], data
     placed: dict[tuple, tuple[DeviceData, np.ndarray]] = {}
     for c in pending:
         config = plan.groups[c.group][0]
-        key = data_key(config)
+        key = data_choice(config)
         if key not in placed:
             dev, x_train = sweep_data(config, spec.test_subset, datasets)
             placed[key] = (place_data(dev, plan.mesh), x_train)

@@ -159,8 +159,9 @@ def _settings_lines(spec: SweepSpec, record: Mapping[str, Any]) -> list[str]:
         lines += [spec.note, ""]
     lines += [
         f"- {len(spec.variants)} variants x {len(spec.seeds)} seeds "
-        f"({', '.join(map(str, spec.seeds))}) = {record['num_runs']} runs, "
-        f"{record['num_programs']} compiled programs",
+        f"({', '.join(map(str, spec.seeds))}) = {record['num_runs']} runs; groups (one "
+        f"structure and data set each) {record['num_groups']}, programs compiled "
+        f"{record['programs_compiled']}",
         f"- data: {datasets}" + (f"; test set: first {spec.test_subset} examples"
                                  if spec.test_subset else ""),
         "- fixed settings: " + ", ".join(f"{k}={format_value(_tuple(v))}"
