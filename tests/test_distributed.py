@@ -168,6 +168,14 @@ def test_the_data_checksum_tells_data_apart_by_content(mnist_sample_dir: Path,
     assert checksum(mnist_sample_dir) == checksum(same) != checksum(other)
 
 
+def test_the_data_checksum_covers_every_data_set_a_sweep_reads() -> None:
+    # Toy sets are generated from their seed: two seeds are two data sets, both hashed.
+    spirals = [Config(dataset="spirals", data_seed=s) for s in (0, 1)]
+    assert (data_checksum(spirals, DataCache())
+            != data_checksum(spirals[:1] * 2, DataCache())
+            == data_checksum(spirals[:1], DataCache()))
+
+
 def test_agreement_names_the_first_process_that_differs() -> None:
     ok = status("f0", "d0")
     assert agreement([ok, ok, ok]) is None

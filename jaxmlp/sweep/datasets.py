@@ -10,8 +10,14 @@ from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, device_data
 
 
+def loaded_key(config: Config) -> tuple:
+    """The settings of `plan.DATA_FIELDS` that choose a data set as loaded: equal keys read the
+    same arrays (the training subset and the pixel order are applied to them later)."""
+    return (config.dataset, config.data_dir, config.source, config.data_seed)
+
+
 class DataCache:
-    """Loaded data sets by (dataset, data_dir, source), with their fallback notes.
+    """Loaded data sets by `loaded_key`, with their fallback notes.
 
     Pass one object to every sweep of an experiment (`run_sweep(..., datasets=cache)`) so that a
     data set is read from disk once; a sweep given none loads its own.
@@ -22,9 +28,7 @@ class DataCache:
 
     def dataset(self, config: Config) -> tuple[data.Dataset, str | None]:
         """(data set, fallback note or None) for `config`, loaded on first use."""
-        # The settings of `plan.DATA_FIELDS` that choose the set as loaded (the training subset
-        # and the pixel order are applied to it later).
-        key = (config.dataset, config.data_dir, config.source, config.data_seed)
+        key = loaded_key(config)
         if key not in self._sets:
             self._sets[key] = data.load_data(config, progress=False)
         return self._sets[key]

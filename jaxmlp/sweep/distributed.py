@@ -38,7 +38,7 @@ from jax.experimental import multihost_utils
 
 from jaxmlp import cli
 from jaxmlp.config import Config
-from jaxmlp.sweep.datasets import DataCache
+from jaxmlp.sweep.datasets import DataCache, loaded_key
 from jaxmlp.sweep.store import SweepError
 
 # The variables by which jax.distributed.initialize recognises a job of several tasks (see
@@ -222,7 +222,7 @@ def data_checksum(configs: Sequence[Config], datasets: DataCache) -> str:
     seen = set()
     for config in configs:
         dataset, _ = datasets.dataset(config)
-        key = (config.dataset, config.data_dir, config.source)
+        key = loaded_key(config)
         if key in seen:
             continue
         seen.add(key)
