@@ -9,11 +9,15 @@ from jaxmlp import data
 from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, device_data
 
+# The settings that choose a data set as loaded; the training subset and the pixel order are
+# applied to it afterwards (`plan.DATA_FIELDS` is all of them).
+LOADED_FIELDS = ("dataset", "data_dir", "source", "data_seed")
+
 
 def loaded_key(config: Config) -> tuple:
-    """The settings of `plan.DATA_FIELDS` that choose a data set as loaded: equal keys read the
-    same arrays (the training subset and the pixel order are applied to them later)."""
-    return (config.dataset, config.data_dir, config.source, config.data_seed)
+    """What selects `config`'s data set as loaded (`LOADED_FIELDS`): equal keys read the same
+    arrays."""
+    return tuple(getattr(config, f) for f in LOADED_FIELDS)
 
 
 class DataCache:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from jaxmlp.config import Config
 from jaxmlp.loop import dropout_layers
+from jaxmlp.sweep.datasets import LOADED_FIELDS
 from jaxmlp.sweep.spec import SweepSpec
 
 # Settings that reach the program as traced values (see `loop.Hyper`); every other field of
@@ -52,7 +53,7 @@ def structural_key(config: Config) -> Config:
 # Settings that only choose the data: which set, which of its examples, which pixel order. The
 # program never reads them (it sees the data's shapes), so runs that differ only here train on
 # different data (separate groups) with one compiled program (`program_key`).
-DATA_FIELDS = ("dataset", "data_dir", "source", "data_seed", "train_subset", "pixel_permutation")
+DATA_FIELDS = (*LOADED_FIELDS, "train_subset", "pixel_permutation")
 _NO_DATA = {name: Config.__dataclass_fields__[name].default for name in DATA_FIELDS}
 
 
