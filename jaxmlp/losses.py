@@ -71,6 +71,22 @@ def predictions(logits: jax.Array, output: str) -> jax.Array:
 # --- 2. the error, per example and class ----------------------------------------------------------
 
 
+def targets(labels: jax.Array, config: Config, num_outputs: int) -> jax.Array:
+    """What the predictions are compared with, shape (batch, outputs): one-hot rows, or for
+    integer targets the label itself as one number (batch, 1)."""
+    if config.targets == "integer":
+        return labels.astype(jnp.result_type(float))[:, None]
+    return jax.nn.one_hot(labels, num_outputs)
+
+
+def error(p: jax.Array, t: jax.Array, config: Config) -> jax.Array:
+    """Per-class error of predictions `p` against targets `t`: (p_k - t_k)^2, or -t_k log p_k
+    with log(p) clamped at log(EPS) (p may reach 0 or below for outputs other than softmax)."""
+    if config.targets == "integer" or config.error == "mse":
+        return optax.squared_error(p, t)
+    return -t * jnp.log(jnp.maximum(p, EPS))
+
+
 def class_errors(logits: jax.Array, labels: jax.Array, config: Config) -> jax.Array:
     """Per-example, per-class error, shape (batch, outputs).
 
@@ -80,19 +96,12 @@ def class_errors(logits: jax.Array, labels: jax.Array, config: Config) -> jax.Ar
                     softmax this is computed from the logits as -(o_y - logsumexp(o)), which is
                     exact for any logits; for other outputs log(p) is clamped at log(EPS).
     """
-    if config.targets == "integer":
-        # A single output regressed onto the label value 0..9.
-        target = labels.astype(logits.dtype)[:, None]
-        return optax.squared_error(predictions(logits, config.output), target)
-    num_classes = logits.shape[-1]
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
-    if config.error == "mse":
-        return optax.squared_error(predictions(logits, config.output), onehot)
-    if config.output == "softmax":
+    t = targets(labels, config, logits.shape[-1]).astype(logits.dtype)
+    if config.error == "cross_entropy" and config.output == "softmax" and \
+            config.targets == "onehot":
         # Numerically stable: log_softmax never forms exp(o) / sum, so no overflow or log(0).
-        return -onehot * jax.nn.log_softmax(logits, axis=-1)
-    p = predictions(logits, config.output)
-    return -onehot * jnp.log(jnp.maximum(p, EPS))
+        return -t * jax.nn.log_softmax(logits, axis=-1)
+    return error(predictions(logits, config.output), t, config)
 
 
 # --- 3. reductions --------------------------------------------------------------------------------
@@ -110,8 +119,12 @@ def per_example_loss(logits: jax.Array, labels: jax.Array, config: Config) -> ja
         if config.class_reduction == "mean":
             per_example = per_example / logits.shape[-1]
         return per_example
-    errors = class_errors(logits, labels, config)
-    if config.class_reduction == "sum":
+    return reduce_classes(class_errors(logits, labels, config), config.class_reduction)
+
+
+def reduce_classes(errors: jax.Array, reduction: str) -> jax.Array:
+    """l_i = sum_k e_ik (sum) or (1/K) sum_k e_ik (mean), shape (batch,)."""
+    if reduction == "sum":
         return jnp.sum(errors, axis=-1)
     return jnp.mean(errors, axis=-1)
 
