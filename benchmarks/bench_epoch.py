@@ -89,8 +89,7 @@ def jaxmlp_contender(ds: Any, init: list, keys: list, subset: int) -> Contender:
     )
     dev = loop.device_data(ds, config)
     hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
-    tx = loop.make_optimizer(config, loop.steps_per_epoch(config, dev.x_train.shape[0]))
-    state = loop.init_state(jax.random.key(0), config, hyper, tx, list(SIZES))
+    state, _, tx = loop.initial_state(jax.random.key(0), config, dev, hyper)
     params = [{"w": jnp.asarray(w), "b": jnp.asarray(b)} for w, b in init]
     state = state._replace(params=params)
 

@@ -27,15 +27,7 @@ import numpy as np
 
 from jaxmlp import stats, sweep
 from jaxmlp.config import Config
-from jaxmlp.loop import (
-    hyper_from_config,
-    init_state,
-    make_optimizer,
-    make_step,
-    model_sizes,
-    scale_inputs,
-    steps_per_epoch,
-)
+from jaxmlp.loop import hyper_from_config, initial_state, make_step, scale_inputs
 from jaxmlp.losses import Batch
 from jaxmlp.plots import sweep as plots_sweep
 
@@ -88,17 +80,16 @@ def seconds_per_update(config: Config, test_subset: int, updates: int,
     dev, x_train = sweep.sweep_data(config, test_subset, datasets)
     hyper = hyper_from_config(config, x_train)
     n = dev.x_train.shape[0]
-    tx = make_optimizer(config, steps_per_epoch(config, n))
+    state, _, tx = initial_state(jax.random.key(0), config, dev, hyper)
     step = make_step(config, tx)
-    state = init_state(jax.random.key(0), config, hyper, tx,
-                       model_sizes(config, dev.x_train.shape[1]))
     b = config.batch_size
     index = (jnp.arange(updates)[:, None] * b + jnp.arange(b)[None, :]) % n
 
     @jax.jit
     def many(state, dev):
         def body(state, idx):
-            state, _ = step(state, Batch(scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx]))
+            batch = Batch(scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx])
+            state, _ = step(state, batch, hyper)
             return state, None
 
         return jax.lax.scan(body, state, index)[0]

@@ -19,8 +19,10 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
+
+from jaxmlp.config import flag_name
 
 T = TypeVar("T")
 
@@ -184,16 +186,19 @@ def _help_text(f: dataclasses.Field) -> str:
     return text + f" (default: {default_words(f)})".replace("%", "%%")
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str,
+                        fields: Collection[str] | None = None) -> None:
     """Add `--field-name` (and the field's `aliases` metadata, e.g. `--lr`) for every field of
-    the dataclass `cls`, defaulting to its default."""
+    the dataclass `cls` (or only those named in `fields`), defaulting to its default."""
     group = parser.add_argument_group(title)
     if parser.epilog is None:
         parser.epilog = ("Every flag may also be written with underscores, the way config.json "
                          "names the settings: --batch_size is --batch-size.")
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+        if fields is not None and f.name not in fields:
+            continue
+        flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         help_text = _help_text(f)
         kind = _base_type(hints[f.name])
         if kind is bool:

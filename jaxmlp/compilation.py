@@ -167,11 +167,6 @@ def split_cpu_into_devices(count: int | None = None) -> int | None:
     return count
 
 
-def cache_dir_in_use() -> Path | None:
-    """The folder `enable_compilation_cache` set up in this process, or None."""
-    return _enabled_dir
-
-
 def cache_stats() -> dict[str, int]:
     """Counts since the cache was enabled: compile requests that consulted the cache, hits, and
     misses (programs compiled and written)."""

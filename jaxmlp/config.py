@@ -227,9 +227,11 @@ def _choice(config: Config, name: str) -> None:
                           f"{', '.join(choices)}")
 
 
-def _positive_int(value: Any, flag: str) -> None:
+def positive_int(value: Any, name: str, error: type[ValueError] = ConfigError) -> None:
+    """Refuse anything but a positive whole number (True is not one), with one message naming
+    `name` (a flag, or a spec's key) raised as `error`: the one home of this check."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
+        raise error(f"{name} must be a positive whole number, got {value!r}")
 
 
 def _number(value: Any, flag: str, what: str, ok: Callable[[float], bool]) -> None:
@@ -243,11 +245,11 @@ def _number(value: Any, flag: str, what: str, ok: Callable[[float], bool]) -> No
 def _check_numbers(config: Config) -> None:
     """Every numeric field, one message per problem, naming the flag and what it takes."""
     for width in config.hidden:
-        _positive_int(width, "--hidden (every width)")
-    _positive_int(config.batch_size, "--batch-size")
-    _positive_int(config.epochs, "--epochs")
+        positive_int(width, "--hidden (every width)")
+    positive_int(config.batch_size, "--batch-size")
+    positive_int(config.epochs, "--epochs")
     if config.train_subset is not None:
-        _positive_int(config.train_subset, "--train-subset")
+        positive_int(config.train_subset, "--train-subset")
     _number(config.learning_rate, "--learning-rate", "a positive finite number, e.g. 0.001",
             lambda v: v > 0)
     _number(config.init_scale, "--init-scale", "a positive finite number, e.g. 1.0",

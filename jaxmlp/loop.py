@@ -5,11 +5,12 @@ Read top to bottom:
 1. `Hyper`, `DeviceData`, `TrainState`: the values a run is a function of.
 2. `make_optimizer`: optax, with the learning rate stored in the optimizer state, so it is a
    traced value (a sweep can vmap over it) instead of a constant baked into the program.
-3. `make_step` / `make_epoch`: one update is a pure function; one epoch is a `lax.scan` of steps
-   over minibatches drawn on the device (`epoch_order`, the one shuffle), with no host
-   synchronisation inside. `make_step(config, tx, stats)` also returns per-step statistics
-   (`jaxmlp.probes` has the ones `--diagnose` records), so diagnostics reuse this loop.
-   Dropout (training only) draws step i's masks from fold_in(epoch key, i).
+3. `make_step` / `make_epoch`: one update differentiates `losses.loss_fn`, the objective
+   `python -m jaxmlp.gradcheck` checks, with `jaxmlp.fast.dense` for each layer's product; one
+   epoch is a `lax.scan` of steps over minibatches drawn on the device (`epoch_order`, the one
+   shuffle), with no host synchronisation inside. `make_step(config, tx, stats)` also returns
+   per-step statistics (`jaxmlp.probes` has the ones `--diagnose` records), so diagnostics reuse
+   this loop. Dropout (training only) draws step i's masks from fold_in(epoch key, i).
 4. `make_train(config) -> train(key, data, hyper)`: a whole run (init, epochs, evaluation) as one
    pure function of a PRNG key, to `jit` or `vmap` over seeds and hyperparameters.
 
@@ -26,18 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmlp import data
+from jaxmlp import data, fast
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.data.preprocess import permute_pixels
-from jaxmlp.losses import Batch, num_outputs, per_example_loss, predict_labels, reduce_examples
-from jaxmlp.model import (
-    Dropout,
-    Params,
-    init_mlp,
-    layer_sizes,
-    mlp_apply,
-    training_activations,
-)
+from jaxmlp.losses import Batch, LossAux, Reductions, loss_fn, num_outputs, predict_labels
+from jaxmlp.model import Dropout, Params, init_mlp, layer_sizes
 
 # --- 1. what a run is a function of ---------------------------------------------------------------
 
@@ -47,16 +41,23 @@ class Hyper(NamedTuple):
 
     Changing them does not recompile, and `jax.vmap` can batch runs over them. Inputs reach the
     network as `pixels * input_scale + input_shift` (see `data.input_affine`). The dropout
-    rates only take effect where the program has dropout in it (`dropout_layers`); their
-    defaults keep a Hyper of the first four values what it was before dropout existed.
+    rates only take effect where the program has dropout in it (`dropout_layers`). The two
+    reductions are 1 for a mean and 0 for a sum (`losses.Reduction`), so runs with either share
+    one program. `hyper_from_config` is the one place they are set.
     """
 
     learning_rate: jax.Array
     input_scale: jax.Array
     input_shift: jax.Array
     init_scale: jax.Array
-    dropout: jax.Array | float = 0.0  # of hidden activations, while training
-    input_dropout: jax.Array | float = 0.0  # of input pixels, while training
+    dropout: jax.Array  # of hidden activations, while training
+    input_dropout: jax.Array  # of input pixels, while training
+    class_mean: jax.Array  # 1: the class reduction is a mean, 0: a sum
+    example_mean: jax.Array  # 1: the example reduction is a mean, 0: a sum
+
+    @property
+    def reductions(self) -> Reductions:
+        return Reductions(self.class_mean, self.example_mean)
 
 
 class DeviceData(NamedTuple):
@@ -82,7 +83,7 @@ class StepValues(NamedTuple):
 
     grads: Params
     updates: Params
-    activations: list[jax.Array]  # every layer's output: hidden activations, then the logits
+    activations: list[jax.Array]  # `Forward.post`: hidden activations, then the logits
     loss: jax.Array  # the reduced loss that was differentiated
     step: jax.Array  # the step's index in its epoch (int32)
 
@@ -124,16 +125,17 @@ def hyper_from_config(config: Config, x_train: np.ndarray) -> Hyper:
     scale, shift = data.input_affine(config.input_scale, x_train)
     f32 = np.float32
     return Hyper(f32(config.learning_rate), f32(scale), f32(shift), f32(config.init_scale),
-                 f32(config.dropout), f32(config.input_dropout))
+                 f32(config.dropout), f32(config.input_dropout),
+                 f32(config.class_reduction == "mean"), f32(config.example_reduction == "mean"))
 
 
 def dropout_layers(config: Config) -> tuple[bool, bool]:
     """(inputs, hidden): whether the training step has input and hidden-layer dropout in it.
 
     The rates themselves are traced (`Hyper.dropout`, `Hyper.input_dropout`), but whether a
-    rate is above 0 is structural: a program without dropout draws no random bits and is the
-    exact computation it was before dropout existed (see `make_step` for the measurement that
-    decided this), so rate 0 gives bitwise the same parameters; rates 0.2 and 0.5 share one
+    rate is above 0 is structural: a program without dropout draws no random bits, which the
+    default run would otherwise spend half its training time on (benchmarks/README.md,
+    "Dropout: why a rate of 0 leaves it out of the program"). Rates 0.2 and 0.5 share one
     program, rates 0 and 0.5 do not.
     """
     return config.input_dropout > 0, config.dropout > 0
@@ -166,11 +168,16 @@ def model_sizes(config: Config, num_inputs: int, num_classes: int = 10) -> list[
 # --- 2. the optimizer -----------------------------------------------------------------------------
 
 
-def make_optimizer(config: Config, num_steps_per_epoch: int) -> optax.GradientTransformation:
-    """The optax optimizer with its schedule; the peak learning rate lives in the state.
-
+def make_optimizer(config: Config, num_steps_per_epoch: int, learning_rate: jax.Array | float
+                   ) -> optax.GradientTransformation:
+    """The optax optimizer with its schedule. `learning_rate` (the peak; traced in a sweep) goes
+    into the optimizer state at `init`, and every `update` reads it from there:
     `optax.inject_hyperparams` rebuilds the transformation from `opt_state.hyperparams` on every
-    update, so one compiled step serves every learning rate (see `init_state`).
+    update, so one compiled step serves every learning rate.
+
+    Weight decay is decoupled for every optimizer: each step also moves every weight by
+    -lr x weight_decay x weight, outside the gradient, so neither momentum nor Adam's scaling
+    sees it (AdamW for adam; SGDW, Loshchilov & Hutter 2019, for sgd and momentum).
     """
     total = config.epochs * num_steps_per_epoch
     warmup = round(config.warmup_epochs * num_steps_per_epoch)
@@ -193,27 +200,13 @@ def make_optimizer(config: Config, num_steps_per_epoch: int) -> optax.GradientTr
                 return optax.adamw(lr, weight_decay=config.weight_decay)
             return optax.adam(lr)
         momentum = config.momentum if config.optimizer == "momentum" else None
-        tx = optax.sgd(lr, momentum=momentum)
-        if config.weight_decay:
-            tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
-        return tx
+        if not config.weight_decay:
+            return optax.sgd(lr, momentum=momentum)
+        return optax.chain(optax.trace(decay=momentum) if momentum else optax.identity(),
+                           optax.add_decayed_weights(config.weight_decay),
+                           optax.scale_by_learning_rate(lr))
 
-    return optax.inject_hyperparams(build)(learning_rate=config.learning_rate)
-
-
-def init_state(
-    key: jax.Array,
-    config: Config,
-    hyper: Hyper,
-    tx: optax.GradientTransformation,
-    sizes: list[int],
-) -> TrainState:
-    """Fresh parameters and optimizer state, with the (possibly traced) learning rate set."""
-    params = init_mlp(key, sizes, config.init, hyper.init_scale)
-    opt_state = tx.init(params)
-    lr = jnp.asarray(hyper.learning_rate, jnp.float32)
-    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
-    return TrainState(params, opt_state)
+    return optax.inject_hyperparams(build)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
 
 
 def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -229,11 +222,15 @@ def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
 def initial_state(
     key: jax.Array, config: Config, dev: DeviceData, hyper: Hyper, num_classes: int = 10
 ) -> tuple[TrainState, jax.Array, optax.GradientTransformation]:
-    """(state, data key, optimizer) a run starts from: the one place a run's key is split."""
-    tx = make_optimizer(config, steps_per_epoch(config, dev.x_train.shape[0]))
+    """(state, data key, optimizer) a run starts from: the one place a run's key is split and
+    its learning rate handed to the optimizer. Only `dev`'s shapes are read, so it may hold
+    `jax.ShapeDtypeStruct`s (a program compiled before the data is loaded)."""
+    num_train, num_inputs = dev.x_train.shape
+    tx = make_optimizer(config, steps_per_epoch(config, num_train), hyper.learning_rate)
     init_key, data_key = run_keys(key)
-    sizes = model_sizes(config, dev.x_train.shape[1], num_classes)
-    return init_state(init_key, config, hyper, tx, sizes), data_key, tx
+    sizes = model_sizes(config, num_inputs, num_classes)
+    params = init_mlp(init_key, sizes, config.init, hyper.init_scale)
+    return TrainState(params, tx.init(params)), data_key, tx
 
 
 # --- 3. one step, one epoch -----------------------------------------------------------------------
@@ -243,34 +240,34 @@ def scale_inputs(pixels: jax.Array, hyper: Hyper) -> jax.Array:
     return pixels.astype(jnp.float32) * hyper.input_scale + hyper.input_shift
 
 
+def loss_and_grad(params: Params, batch: Batch, config: Config, reductions: Reductions,
+                  drop: Dropout | None = None) -> tuple[tuple[jax.Array, LossAux], Params]:
+    """((loss, aux), gradient) as the training step computes them: `losses.loss_fn` with the
+    reductions as values and `fast.dense` for each layer, differentiated by
+    `jax.value_and_grad`. The gradient `python -m jaxmlp.gradcheck` checks."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    return grad_fn(params, batch, config, drop, reductions=reductions, dense=fast.dense)
+
+
 def make_step(
     config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None
 ) -> Callable[..., tuple[TrainState, StepMetrics]]:
-    """`step(state, batch, i=0, key=None, hyper=None) -> (state, StepMetrics)`: one update.
+    """`step(state, batch, hyper, i=0, key=None) -> (state, StepMetrics)`: one update.
 
-    With `stats`, the step also returns `stats(StepValues(...))`: statistics of values the step
-    has anyway (gradients, updates, activations), so the update itself is the same computation
-    and the parameters come out bitwise the same.
+    The gradient is `loss_and_grad`'s, with the run's reductions (`hyper`). With `stats`, the
+    step also returns `stats(StepValues(...))`: statistics of values the step has anyway
+    (gradients, updates, activations), so the update itself is the same computation.
 
     Dropout (`config.dropout`, `config.input_dropout` above 0; see `dropout_layers`) needs the
-    step's own `key` (`make_epoch` passes fold_in(epoch key, i)) and the `hyper` holding the
-    rates; the training accuracy is then that of the thinned network the step trained.
-    Whether dropout is in the program at all is decided by the configuration, not by the rate:
-    a mask drawn at rate 0 keeps every entry and dividing by 1 - 0 is exact, so rate 0 through
-    the dropout code gives bitwise the parameters of a program without it (checked on the
-    default run, a sweep, --diagnose), but drawing the bits is not free. Measured on the
-    default run (`python -m jaxmlp.train`: 784-512-512-10, 4 epochs; 2-core CPU shared with
-    other work, median of 3 after a warm-up): train 9.3 s and wall 10.4 s without dropout code,
-    13.7 s and 15.2 s with it at rate 0 (+48% training time: threefry bits for the inputs and
-    both hidden layers, 128 x 1808 a step). So the configuration decides: a rate above 0 puts
-    dropout in the program (and makes its step need a key), a rate of 0 leaves it out.
+    step's own `key` (`make_epoch` passes fold_in(epoch key, i)); the training accuracy is then
+    that of the thinned network the step trained.
     """
     drop_inputs, drop_hidden = dropout_layers(config)
 
-    def draw(key: jax.Array | None, hyper: Hyper | None) -> Dropout | None:
+    def draw(key: jax.Array | None, hyper: Hyper) -> Dropout | None:
         if not (drop_inputs or drop_hidden):
             return None
-        if key is None or hyper is None:
+        if key is None:
             raise ConfigError(
                 "--dropout and --input-dropout need a training loop that gives every step its "
                 "own key (a normal run or a sweep does); this one (--overfit, or a lockstep "
@@ -278,26 +275,22 @@ def make_step(
         return Dropout(key, hyper.input_dropout if drop_inputs else None,
                        hyper.dropout if drop_hidden else None)
 
-    def objective(params: Params, batch: Batch, drop: Dropout | None
-                  ) -> tuple[jax.Array, tuple[jax.Array, Any]]:
-        acts = training_activations(params, batch.x, config.activation, drop)
-        per_example = per_example_loss(acts[-1], batch.y, config)
-        return reduce_examples(per_example, config.example_reduction), (per_example, acts)
-
-    def step(state: TrainState, batch: Batch, i: jax.Array | int = 0,
-             key: jax.Array | None = None, hyper: Hyper | None = None
-             ) -> tuple[TrainState, StepMetrics]:
-        grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (loss, (per_example, acts)), grads = grad_fn(state.params, batch, draw(key, hyper))
+    def step(state: TrainState, batch: Batch, hyper: Hyper, i: jax.Array | int = 0,
+             key: jax.Array | None = None) -> tuple[TrainState, StepMetrics]:
+        (loss, aux), grads = loss_and_grad(state.params, batch, config, hyper.reductions,
+                                           draw(key, hyper))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        accuracy = jnp.mean(predict_labels(acts[-1], config) == batch.y)
+        logits = aux.forward.logits
+        accuracy = jnp.mean(predict_labels(logits, config) == batch.y)
         extra = None
         if stats is not None:
-            extra = stats(StepValues(grads, updates, acts, loss, jnp.asarray(i, jnp.int32)))
+            extra = stats(StepValues(grads, updates, aux.forward.post, loss,
+                                     jnp.asarray(i, jnp.int32)))
         # The mean per-example loss is reported whatever the reduction, so that runs with sum
-        # and mean reduction can be compared on one scale.
-        return TrainState(params, opt_state), StepMetrics(jnp.mean(per_example), accuracy, extra)
+        # and mean reduction over examples can be compared on one scale.
+        return (TrainState(params, opt_state),
+                StepMetrics(jnp.mean(aux.per_example), accuracy, extra))
 
     return step
 
@@ -305,13 +298,17 @@ def make_step(
 def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
     """The example indices of one epoch's batches, shape (n // batch_size, batch_size).
 
-    A fresh permutation per epoch with the last partial batch dropped. The one shuffle of the
-    package; public so that other implementations (the PyTorch and NumPy benchmarks) can train
-    on exactly the same batches.
+    A fresh permutation per epoch with the last partial batch dropped: the indices sorted by 64
+    random bits each, in one sort (`jax.random.permutation` sorts twice, for twice the compile
+    and run time; two of 60,000 draws tie with probability about 1e-10, and a tie only fixes
+    their order). The one shuffle of the package; public so that other implementations (the
+    PyTorch and NumPy benchmarks) can train on exactly the same batches.
     """
     num_steps = n // batch_size
-    order = jax.random.permutation(key, n)[: num_steps * batch_size]
-    return order.reshape(num_steps, batch_size)
+    high, low = jax.random.bits(key, (2, n), jnp.uint32)
+    order = jax.lax.sort((high, low, jnp.arange(n, dtype=jnp.int32)), num_keys=2,
+                         is_stable=False)[2]
+    return order[: num_steps * batch_size].reshape(num_steps, batch_size)
 
 
 def make_epoch(
@@ -342,10 +339,9 @@ def make_epoch(
             state, first_bad = carry
             i, idx = xs
             batch = Batch(scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx])
-            if dropout:  # step i's masks: a key of its own; the epoch key's own use unchanged
-                state, out = step(state, batch, i, jax.random.fold_in(key, i), hyper)
-            else:
-                state, out = step(state, batch, i)
+            # Step i's dropout masks: a key of its own; the epoch key's own use unchanged.
+            step_key = jax.random.fold_in(key, i) if dropout else None
+            state, out = step(state, batch, hyper, i, step_key)
             first_bad = jnp.where((first_bad < 0) & ~jnp.isfinite(out.loss), i, first_bad)
             return (state, first_bad), out
 
@@ -380,9 +376,10 @@ def make_evaluate(
 
         def one(args: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             x, y, m = args
-            logits = mlp_apply(params, scale_inputs(x, hyper), config.activation)
-            loss = jnp.sum(jnp.where(m, per_example_loss(logits, y, config), 0.0))
-            correct = jnp.sum(m & (predict_labels(logits, config) == y))
+            _, aux = loss_fn(params, Batch(scale_inputs(x, hyper), y), config,
+                             reductions=hyper.reductions)
+            loss = jnp.sum(jnp.where(m, aux.per_example, 0.0))
+            correct = jnp.sum(m & (predict_labels(aux.forward.logits, config) == y))
             return loss, correct
 
         losses, corrects = jax.lax.map(one, (xs, ys, mask))
@@ -409,8 +406,10 @@ def make_train(
         jax.vmap(train, in_axes=(0, None, 0))(keys, dev, hypers)
 
     The data is an argument, not captured: arrays closed over by a jitted function become
-    constants compiled into the program (slow to compile, duplicated in memory). It gives the same
-    parameters as `python -m jaxmlp.train` with the same configuration and seed.
+    constants compiled into the program (slow to compile, duplicated in memory). It is the
+    computation `python -m jaxmlp.train` runs for the same configuration and seed, compiled as
+    one program instead of an epoch's: the parameters agree to float32 rounding
+    (tests/test_train.py states the tolerance).
 
     `step_stats` is handed to `make_step` (its results land in `RunMetrics.step_stats`);
     `probe(params, data, hyper)` measures the parameters at initialisation and after every epoch

@@ -6,9 +6,10 @@
 2. `error`: per class, `cross_entropy` or `mse` against one-hot targets.
 3. reductions: over classes (`sum` or `mean`), then over examples (`sum` or `mean`).
 
-`loss_fn(params, batch, config)` composes them with the model; `jax.grad(loss_fn)` is the whole
-of backpropagation. Everything here is a pure function of arrays, so every combination can be
-jitted, differentiated and vmapped.
+`loss_fn(params, batch, config) -> (loss, aux)` composes them with the model:
+`jax.grad(lambda p: loss_fn(p, batch, config)[0])` is the whole of backpropagation. Everything
+here is a pure function of arrays, so every combination can be jitted, differentiated and
+vmapped; the reductions may be traced values, so sum and mean share one compiled program.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmlp import model
 from jaxmlp.config import Config
-from jaxmlp.model import Params, mlp_apply
+from jaxmlp.model import Dense, Dropout, Forward, Params
 
 # Guard for divisions and logarithms of values that can reach 0 or go negative. Its size is chosen
 # to be visible: a clamped log reads -log(1e-7) = 16.12, so a loss stuck at 16.1 (or a multiple
@@ -106,49 +108,97 @@ def class_errors(logits: jax.Array, labels: jax.Array, config: Config) -> jax.Ar
 
 # --- 3. reductions --------------------------------------------------------------------------------
 
-
-def per_example_loss(logits: jax.Array, labels: jax.Array, config: Config) -> jax.Array:
-    """l_i = sum_k e_ik (class_reduction sum) or (1/K) sum_k e_ik (mean), shape (batch,).
-
-    For softmax cross-entropy with class sum this is `optax.softmax_cross_entropy_with_integer_
-    labels`, which is what is used then.
-    """
-    softmax_ce = config.error == "cross_entropy" and config.output == "softmax"
-    if config.targets == "onehot" and softmax_ce:
-        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        if config.class_reduction == "mean":
-            per_example = per_example / logits.shape[-1]
-        return per_example
-    return reduce_classes(class_errors(logits, labels, config), config.class_reduction)
+# A reduction is named ("sum" or "mean") or, inside a compiled program, a traced 0/1 value
+# (1: mean; `loop.Hyper.class_mean`, `example_mean`), so that runs with sum and with mean share
+# one program: a mean is the sum divided by the count, and the divisor is a value.
+Reduction = str | jax.Array
 
 
-def reduce_classes(errors: jax.Array, reduction: str) -> jax.Array:
+def divisor(reduction: Reduction, count: int) -> float | jax.Array:
+    """What a reduction divides its sum by: 1 for sum, `count` for mean."""
+    if isinstance(reduction, str):
+        return count if reduction == "mean" else 1
+    return 1 + reduction * (count - 1)  # exact in float32 for 0 and 1
+
+
+def reduce_classes(errors: jax.Array, reduction: Reduction) -> jax.Array:
     """l_i = sum_k e_ik (sum) or (1/K) sum_k e_ik (mean), shape (batch,)."""
-    if reduction == "sum":
-        return jnp.sum(errors, axis=-1)
-    return jnp.mean(errors, axis=-1)
+    return jnp.sum(errors, axis=-1) / divisor(reduction, errors.shape[-1])
 
 
-def reduce_examples(per_example: jax.Array, reduction: str) -> jax.Array:
+def reduce_examples(per_example: jax.Array, reduction: Reduction) -> jax.Array:
     """L = sum_i l_i (sum) or (1/B) sum_i l_i (mean).
 
     The mean makes the loss, and so the gradient, independent of the batch size B: with sum, the
     gradient is B times larger and plain SGD's effective step grows with B.
     """
-    if reduction == "sum":
-        return jnp.sum(per_example)
-    return jnp.mean(per_example)
+    return jnp.sum(per_example) / divisor(reduction, per_example.shape[0])
+
+
+def per_example_loss(logits: jax.Array, labels: jax.Array, config: Config,
+                     class_reduction: Reduction | None = None) -> jax.Array:
+    """l_i, shape (batch,): each example's errors reduced over classes (`class_reduction`,
+    default `config.class_reduction`).
+
+    For softmax cross-entropy this is `optax.softmax_cross_entropy_with_integer_labels` (which
+    computes the sum over classes), divided by the class reduction's divisor.
+    """
+    reduction = config.class_reduction if class_reduction is None else class_reduction
+    softmax_ce = config.error == "cross_entropy" and config.output == "softmax"
+    if config.targets == "onehot" and softmax_ce:
+        summed = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return summed / divisor(reduction, logits.shape[-1])
+    return reduce_classes(class_errors(logits, labels, config), reduction)
+
+
+class Reductions(NamedTuple):
+    """The two reductions of a loss, each a name or a traced 0/1 value (see `Reduction`)."""
+
+    classes: Reduction
+    examples: Reduction
+
+
+class LossAux(NamedTuple):
+    """What `loss_fn` computed on the way to the loss."""
+
+    per_example: jax.Array  # (batch,) l_i, after the class reduction
+    forward: Forward  # every layer's pre-activations and activations; forward.logits
+
+
+def loss_fn(params: Params, batch: Batch, config: Config, drop: Dropout | None = None, *,
+            reductions: Reductions | None = None, dense: Dense = model.dense
+            ) -> tuple[jax.Array, LossAux]:
+    """The scalar loss of the MLP `params` on `batch`, and what it was computed from.
+
+    This is the objective: the training step differentiates it
+    (`jax.value_and_grad(loss_fn, has_aux=True)`), `python -m jaxmlp.gradcheck` checks that
+    gradient against finite differences and a hand-written NumPy backprop. `reductions`
+    defaults to the configuration's; `drop` and `dense` are the training step's (dropout, and
+    `jaxmlp.fast.dense`).
+    """
+    if reductions is None:
+        reductions = Reductions(config.class_reduction, config.example_reduction)
+    fwd = model.forward(params, batch.x, config.activation, drop, dense)
+    per_example = per_example_loss(fwd.logits, batch.y, config, reductions.classes)
+    return reduce_examples(per_example, reductions.examples), LossAux(per_example, fwd)
 
 
 def loss_from_logits(logits: jax.Array, labels: jax.Array, config: Config) -> jax.Array:
-    """The scalar training loss for given outputs, as `config` composes it."""
+    """The scalar loss for given outputs, with the configuration's reductions."""
     return reduce_examples(per_example_loss(logits, labels, config), config.example_reduction)
 
 
-def loss_fn(params: Params, batch: Batch, config: Config) -> jax.Array:
-    """The scalar loss of the MLP `params` on `batch`; differentiate it with `jax.grad`."""
-    logits = mlp_apply(params, batch.x, config.activation)
-    return loss_from_logits(logits, batch.y, config)
+def uniform_guess_loss(config: Config, num_classes: int) -> float:
+    """The mean per-example loss of a network that ignores its input and predicts the same for
+    every example: 1/K for every class (for integer targets, the middle label (K - 1) / 2),
+    averaged over labels 0..K-1. A loss that stops there has learnt nothing about the inputs;
+    for MSE with one-hot targets and class mean it is (K - 1) / K^2, 0.09 for 10 classes."""
+    k = num_outputs(config, num_classes)
+    uniform = {"softmax": 0.0, "sum_normalize": 1.0, "none": 1.0 / num_classes}
+    fill = (num_classes - 1) / 2 if config.targets == "integer" else uniform[config.output]
+    labels = jnp.arange(num_classes)
+    logits = jnp.full((num_classes, k), fill, jnp.float32)
+    return float(jnp.mean(per_example_loss(logits, labels, config)))
 
 
 def predict_labels(logits: jax.Array, config: Config) -> jax.Array:

@@ -90,14 +90,14 @@ def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
     cfg = overfit_config(config, num_examples)
     small = DeviceData(dev.x_train[:num_examples], dev.y_train[:num_examples], dev.x_test,
                        dev.y_test)
-    state, _, tx = initial_state(jax.random.key(cfg.seed), cfg, small, hyper)
+    state, _, tx = initial_state(jax.random.key(cfg.seed), cfg, small, hyper, num_classes)
     step = make_step(cfg, tx, probes.step_statistics() if diagnose else None)
 
     def loop(state: Any, small: DeviceData, hyper: Hyper) -> tuple[Any, ...]:
         batch = Batch(scale_inputs(small.x_train, hyper), small.y_train)
         losses = jnp.full((max_steps,), jnp.nan, jnp.float32)
         accs = jnp.zeros((max_steps,), jnp.float32)
-        stats = _step_slots(jax.eval_shape(step, state, batch, 0)[1].stats, max_steps)
+        stats = _step_slots(jax.eval_shape(step, state, batch, hyper, 0)[1].stats, max_steps)
 
         def cond(c: tuple) -> jax.Array:
             _, i, acc, _, _, _ = c
@@ -105,7 +105,7 @@ def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
 
         def body(c: tuple) -> tuple:
             state, i, _, losses, accs, stats = c
-            new_state, out = step(state, batch, i)
+            new_state, out = step(state, batch, hyper, i)
             # The accuracy is of the parameters *before* this update: on reaching 100%, keep
             # them and stop, so `i` counts the updates that got there.
             done = out.accuracy >= 1.0
@@ -119,7 +119,8 @@ def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
         end, steps, _, losses, accs, stats = jax.lax.while_loop(cond, body, c)
         probed = None
         if diagnose:
-            measure = lambda params: probes.probe_stats(params, batch, cfg, num_classes)
+            measure = lambda params: probes.probe_stats(params, batch, cfg, num_classes,
+                                                        hyper.class_mean)
             probed = jax.tree.map(lambda a, b: jnp.stack([a, b]), measure(state.params),
                                   measure(end.params))
         return steps, losses, accs, stats, probed

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jaxmlp import data
-from jaxmlp.config import Config, ConfigError, flag_name, validate
+from jaxmlp.config import Config, ConfigError, flag_name, positive_int, validate
 from jaxmlp.diagnostics import num, rows_from_train
 from jaxmlp.loop import DeviceData, model_sizes
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
@@ -54,8 +54,7 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     work."""
     max_steps = OVERFIT_MAX_STEPS if max_steps is None else max_steps
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
+        positive_int(value, flag)
     refuse_what_overfit_sets(config, given or ())
     if out is not None:
         make_folder(out)  # a bad --out is said before any work

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 
 from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, StepValues, scale_inputs
-from jaxmlp.losses import Batch, per_example_loss, predict_labels, predictions
-from jaxmlp.model import ACTIVATIONS, Params
+from jaxmlp.losses import Batch, Reduction, per_example_loss, predict_labels, predictions
+from jaxmlp.model import ACTIVATIONS, Params, forward
 
 # --- definitions: every probe is one of these numbers ---------------------------------------------
 
@@ -204,41 +204,38 @@ def _all_zero(values: jax.Array) -> jax.Array:
     return jnp.mean(jnp.max(jnp.abs(values), axis=-1) < ZERO_OUTPUT)
 
 
-def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int = 10
-                ) -> ProbeStats:
-    """Statistics of `params` on the probe `batch`: a forward pass only."""
+def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int = 10,
+                class_reduction: Reduction | None = None) -> ProbeStats:
+    """Statistics of `params` on the probe `batch`: `model.forward` only (`class_reduction`:
+    the loss's, default the configuration's)."""
     act = ACTIVATIONS[config.activation]
     threshold = FLAT_SLOPE * MAX_SLOPE[config.activation]
-    x = batch.x
-    stuck_units, outs, pairs, pre = [], [], [], []
-    blind = jnp.zeros(x.shape[0], bool)
-    for layer in params[:-1]:
-        z = x @ layer["w"] + layer["b"]
-        pre.append(jnp.std(z))
+    fwd = forward(params, batch.x, config.activation)
+    logits = fwd.logits
+    stuck_units, pairs = [], []
+    blind = jnp.zeros(batch.x.shape[0], bool)
+    for z in fwd.pre[:-1]:
         # The slope of an elementwise function: a JVP with tangent 1 gives act'(z) everywhere.
-        x, slope = jax.jvp(act, (z,), (jnp.ones_like(z),))
-        outs.append(x)
+        slope = jax.jvp(act, (z,), (jnp.ones_like(z),))[1]
         flat = jnp.abs(slope) < threshold
         stuck_units.append(jnp.mean(flat, axis=0) >= STUCK_SHARE)
         pairs.append(flat)
         blind = blind | jnp.all(flat, axis=1)
-    logits = x @ params[-1]["w"] + params[-1]["b"]
-    outs.append(logits)
-    pre.append(jnp.std(logits))
+    n = batch.x.shape[0]
     p = predictions(logits, config.output) if config.targets == "onehot" else logits
     labels = predict_labels(logits, config)
     counts = jnp.bincount(jnp.clip(labels, 0, num_classes - 1), length=num_classes)
     units = sum(s.shape[0] for s in stuck_units)
     nan = jnp.float32(jnp.nan)  # no hidden layer: no units to be stuck
     return ProbeStats(
-        act_mean=jnp.stack([jnp.mean(h) for h in outs]),
-        act_std=jnp.stack([jnp.std(h) for h in outs]),
-        pre_std=jnp.stack(pre),
+        act_mean=jnp.stack([jnp.mean(h) for h in fwd.post]),
+        act_std=jnp.stack([jnp.std(h) for h in fwd.post]),
+        pre_std=jnp.stack([jnp.std(z) for z in fwd.pre]),
         stuck=jnp.stack([jnp.mean(s) for s in stuck_units]) if units else jnp.zeros((0,)),
         stuck_units=tuple(stuck_units),
         stuck_all=(jnp.asarray(sum(jnp.sum(s) for s in stuck_units) / units, jnp.float32)
                    if units else nan),
-        blocked=(jnp.asarray(sum(jnp.sum(f) for f in pairs) / (units * x.shape[0]),
+        blocked=(jnp.asarray(sum(jnp.sum(f) for f in pairs) / (units * n),
                              jnp.float32) if units else nan),
         input_blind=jnp.mean(blind) if units else nan,
         param_norm=safe_layer_norms(params),
@@ -248,9 +245,9 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
         output_variation=jnp.mean(jnp.std(logits, axis=0)) / (jnp.std(logits) + 1e-30),
         zero_predictions=_all_zero(p),
         negative_predictions=jnp.mean(jnp.any(p < 0, axis=-1)),
-        top_class_share=jnp.max(counts) / batch.x.shape[0],
+        top_class_share=jnp.max(counts) / n,
         top_class=jnp.argmax(counts).astype(jnp.int32),
-        loss=jnp.mean(per_example_loss(logits, batch.y, config)),
+        loss=jnp.mean(per_example_loss(logits, batch.y, config, class_reduction)),
         accuracy=jnp.mean(labels == batch.y),
     )
 
@@ -265,4 +262,4 @@ def make_probe(config: Config, num_classes: int = 10
                ) -> Callable[[Params, DeviceData, Hyper], ProbeStats]:
     """`probe(params, data, hyper) -> ProbeStats` on the probe batch (for `loop.make_train`)."""
     return lambda params, dev, hyper: probe_stats(params, probe_batch(dev, hyper), config,
-                                                  num_classes)
+                                                  num_classes, hyper.class_mean)

@@ -2,9 +2,7 @@
 diagnostics and plots.
 
 The command only parses flags and reports; the run is `jaxmlp.runner.run`, the training maths
-`jaxmlp.loop`. The loop's names are importable from here too, as they were before the code was
-split into layers (`from jaxmlp.train import make_train` still works; new code imports from
-`jaxmlp.loop`).
+`jaxmlp.loop`.
 """
 
 from __future__ import annotations
@@ -15,37 +13,10 @@ import sys
 from typing import Any
 
 from jaxmlp import checkpoint, cli, compilation, data
-from jaxmlp.config import Config, ConfigError
-from jaxmlp.loop import (
-    DeviceData,
-    EpochMetrics,
-    Hyper,
-    RunMetrics,
-    TrainState,
-    device_data,
-    epoch_order,
-    hyper_from_config,
-    init_state,
-    make_epoch,
-    make_evaluate,
-    make_optimizer,
-    make_step,
-    make_train,
-    model_sizes,
-    run_keys,
-    scale_inputs,
-    steps_per_epoch,
-)
+from jaxmlp.config import Config, ConfigError, flag_name
 from jaxmlp.overfit_run import run_overfit
 from jaxmlp.rundir import CONFIG_JSON
 from jaxmlp.runner import Diverged, Interrupted, run
-
-__all__ = [
-    "DeviceData", "Diverged", "EpochMetrics", "Hyper", "RunMetrics", "TrainState",
-    "device_data", "epoch_order", "hyper_from_config", "init_state", "main", "make_epoch",
-    "make_evaluate", "make_optimizer", "make_step", "make_train", "model_sizes", "run",
-    "run_keys", "scale_inputs", "steps_per_epoch",
-]
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +79,7 @@ def _check_resume(parser: argparse.ArgumentParser, args: argparse.Namespace,
     """--resume takes everything from the run folder: refuse flags that would be ignored."""
     given = cli.flags_given(parser, argv) & {f.name for f in dataclasses.fields(Config)}
     if given:
-        flags = ", ".join("--" + g.replace("_", "-") for g in sorted(given))
+        flags = ", ".join(flag_name(g) for g in sorted(given))
         cli.fail(f"--resume takes the configuration from {args.resume}/{CONFIG_JSON}; "
                  f"drop {flags}")
     if args.out:

@@ -22,8 +22,8 @@ from jaxmlp import data
 from jaxmlp.config import Config
 from jaxmlp.data import DataError, Dataset, DatasetNotFound, load_dataset, read_idx
 from jaxmlp.data.__main__ import main as data_main
+from jaxmlp.data.specs import _SPECS, IDX_FILES
 
-IDX_FILES = data.IDX_FILES
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = IDX_FILES
 MNIST_TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 # The README gives these rounded to 4 decimals, so a correct loader is within 0.5e-4 of them.
@@ -133,7 +133,7 @@ def test_decompressed_files_match_sha256sums(shared_data_dir: Path) -> None:
         assert hashlib.sha256(content).hexdigest() == expected, relative
         # The constants that downloads are verified against must be these same sums.
         name = folder.replace("-", "_")
-        assert data._SPECS[name].sha256[stem] == expected, relative
+        assert _SPECS[name].sha256[stem] == expected, relative
 
 
 def test_fashion_mnist_basics(fashion: Dataset, fashion_dir: Path) -> None:

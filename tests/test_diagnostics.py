@@ -18,12 +18,32 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmlp import checkpoint, data, diagnostics, loop, overfit, probes, report, rundir, train
+from jaxmlp import (
+    checkpoint,
+    data,
+    diagnostics,
+    loop,
+    overfit,
+    probes,
+    report,
+    rundir,
+    runner,
+    train,
+)
 from jaxmlp.config import Config
 from jaxmlp.losses import Batch
 from jaxmlp.model import init_mlp
 from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import run as plots
+
+
+def state_template(config: Config) -> loop.TrainState:
+    """A state of `config`'s shapes on 784-pixel inputs: `checkpoint.load` takes only its
+    structure from it."""
+    dev = loop.DeviceData(np.zeros((512, 784), np.uint8), np.zeros(512, np.int32),
+                          np.zeros((1, 784), np.uint8), np.zeros(1, np.int32))
+    hyper = loop.hyper_from_config(config, dev.x_train)
+    return loop.initial_state(jax.random.key(0), config, dev, hyper)[0]
 
 SMALL = Config(dataset="mnist", hidden=(32, 32), batch_size=64, epochs=2, train_subset=512,
                learning_rate=1e-2, warmup_epochs=0.5)
@@ -58,8 +78,8 @@ def paired_runs(tmp_path_factory, mnist_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("paired")
     out = {"plain": root / "plain", "diagnosed": root / "diagnosed"}
     logs: list[str] = []
-    train.run(small(mnist_dir), out["plain"], progress=False, log=logs.append)
-    summary = train.run(small(mnist_dir), out["diagnosed"], progress=False, log=logs.append,
+    runner.run(small(mnist_dir), out["plain"], progress=False, log=logs.append)
+    summary = runner.run(small(mnist_dir), out["diagnosed"], progress=False, log=logs.append,
                         diagnose=True, plots=True)
     assert "diagnosis" in summary and summary["plots"]
     return out
@@ -172,12 +192,7 @@ def test_diagnose_leaves_trained_params_identical(paired_runs, mnist_dir) -> Non
         config = small(mnist_dir)
         if template is None:
             # Any state of the right shape: checkpoint.load only takes structure from it.
-            dev = train.device_data(data.load_dataset("mnist", data_dir=mnist_dir,
-                                                      progress=False), config)
-            hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
-            tx = train.make_optimizer(config, 8)
-            template = train.init_state(jax.random.key(1), config, hyper, tx,
-                                        train.model_sizes(config, 784))
+            template = state_template(config)
         trees[name], meta = checkpoint.load(out / rundir.CHECKPOINT, template)
         assert meta["epoch"] == 2
     plain = jax.tree.leaves(trees["plain"])
@@ -235,7 +250,7 @@ def test_deep_sigmoid_with_tiny_init_reports_vanishing_gradients(tmp_path, mnist
     config = small(mnist_dir, activation="sigmoid", hidden=(32,) * 6, init="normal",
                    init_scale=0.01, epochs=1, warmup_epochs=0.0)
     logs: list[str] = []
-    summary = train.run(config, tmp_path / "sig", progress=False, log=logs.append,
+    summary = runner.run(config, tmp_path / "sig", progress=False, log=logs.append,
                         diagnose=True)
     found = {f["code"]: f for f in summary["diagnosis"]}
     assert "vanishing_gradients" in found, summary["diagnosis"]
@@ -247,13 +262,15 @@ def test_deep_sigmoid_with_tiny_init_reports_vanishing_gradients(tmp_path, mnist
 
 
 def test_diverging_run_names_the_step_and_exits_nonzero(tmp_path, mnist_dir, capsys) -> None:
-    """Raw 0..255 inputs and lr=1 with a squared error on raw outputs: each step overshoots
-    further (the gradient grows with the error), so the loss explodes within a few steps. (With
-    softmax cross-entropy the same mistake kills the ReLUs instead: see the dead-unit test.)"""
+    """Raw 0..255 inputs and lr=100 with a squared error on raw outputs: each step overshoots
+    further (the gradient grows with the error), so the loss leaves float32's range within a few
+    steps, whatever the batches (at lr 1 it reaches 1e25 and may or may not overflow: a knife's
+    edge). (With softmax cross-entropy the same mistake kills the ReLUs instead: see the
+    dead-unit test.)"""
     out = tmp_path / "boom"
     argv = ["--dataset", "mnist", "--data-dir", str(mnist_dir), "--train-subset", "512",
             "--hidden", "32", "--batch-size", "64", "--epochs", "2", "--input-scale", "raw",
-            "--optimizer", "sgd", "--learning-rate", "1", "--schedule", "constant",
+            "--optimizer", "sgd", "--learning-rate", "100", "--schedule", "constant",
             "--error", "mse", "--output", "none", "--no-progress", "--diagnose", "--out", str(out)]
     with pytest.raises(SystemExit) as exc:
         train.main(argv)
@@ -276,7 +293,7 @@ def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, ca
     out = tmp_path / "run"
     config = small(mnist_dir, optimizer="sgd", learning_rate=0.05, schedule="constant",
                    epochs=3, error="mse", output="none")
-    train.run(config, out, progress=False, log=lambda s: None, max_epochs=1, diagnose=True)
+    runner.run(config, out, progress=False, log=lambda s: None, max_epochs=1, diagnose=True)
     saved = (out / rundir.CHECKPOINT).read_bytes()
     assert [r["epoch"] for r in rundir.RunDir(out).diagnostics()] == [0, 1]
     record = json.loads((out / rundir.CONFIG_JSON).read_text())
@@ -292,8 +309,7 @@ def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, ca
     assert [r["epoch"] for r in rows] == [0, 1, 2]
     assert rows[1]["first_nonfinite"] is None and rows[2]["first_nonfinite"] is not None
     assert (out / rundir.CHECKPOINT).read_bytes() == saved
-    template = train.init_state(jax.random.key(0), config, train.Hyper(*[np.float32(1)] * 4),
-                                train.make_optimizer(config, 8), train.model_sizes(config, 784))
+    template = state_template(config)
     state, meta = checkpoint.load(out / rundir.CHECKPOINT, template)
     assert meta == {"epoch": 1}
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state))
@@ -303,13 +319,13 @@ def test_divergence_keeps_the_previous_checkpoint_intact(tmp_path, mnist_dir, ca
 def test_make_train_with_statistics_and_probes_equals_make_train(mnist) -> None:
     config = Config(hidden=(16,), batch_size=16, epochs=2, optimizer="momentum",
                     learning_rate=0.05, schedule="constant")
-    dev = train.DeviceData(jnp.asarray(data.flatten(mnist.x_train[:64])),
+    dev = loop.DeviceData(jnp.asarray(data.flatten(mnist.x_train[:64])),
                            jnp.asarray(mnist.y_train[:64]),
                            jnp.asarray(data.flatten(mnist.x_test[:128])),
                            jnp.asarray(mnist.y_test[:128]))
-    hyper = train.hyper_from_config(config, np.asarray(dev.x_train))
+    hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
     key = jax.random.key(3)
-    state, metrics = jax.jit(train.make_train(config))(key, dev, hyper)
+    state, metrics = jax.jit(loop.make_train(config))(key, dev, hyper)
     state_d, metrics_d = jax.jit(loop.make_train(
         config, step_stats=probes.step_statistics(), probe=probes.make_probe(config)))(
             key, dev, hyper)
@@ -319,7 +335,9 @@ def test_make_train_with_statistics_and_probes_equals_make_train(mnist) -> None:
     rows = diagnostics.rows_from_train(config, [784, 16, 10], metrics_d.probe,
                                        metrics_d.step_stats)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    assert report.diagnose(config, rows) is not None
+    # The rows carry the run's own probes (what the report reads), epoch by epoch.
+    assert [r["probe_loss"] for r in rows] == pytest.approx(
+        np.asarray(metrics_d.probe.loss).tolist(), rel=1e-6)
 
 
 def test_overfit_memorises_a_few_examples(tmp_path, mnist_dir, capsys) -> None:

@@ -31,7 +31,7 @@ import pytest
 from jaxmlp import checkpoint, data, loop, sweep, train
 from jaxmlp.config import Config, ConfigError, validate
 from jaxmlp.losses import Batch
-from jaxmlp.model import Dropout, dropout, init_mlp, training_activations
+from jaxmlp.model import Dropout, dropout, forward, init_mlp
 from jaxmlp.rundir import CHECKPOINT
 
 SIGMAS = 4.0
@@ -82,12 +82,7 @@ class Epochs(NamedTuple):
 def epochs(dropped: Config, sample: data.Dataset) -> Epochs:
     dev = loop.device_data(sample, dropped)
     hyper = loop.hyper_from_config(dropped, np.asarray(dev.x_train))
-    tx = loop.make_optimizer(dropped, loop.steps_per_epoch(dropped, dev.x_train.shape[0]))
-    init_key, data_key = loop.run_keys(jax.random.key(dropped.seed))
-    sizes = tuple(loop.model_sizes(dropped, dev.x_train.shape[1]))
-    # Jitted: initialising op by op would compile every operation of it on its own.
-    state = jax.jit(loop.init_state, static_argnums=(1, 3, 4))(init_key, dropped, hyper, tx,
-                                                               sizes)
+    state, data_key, tx = loop.initial_state(jax.random.key(dropped.seed), dropped, dev, hyper)
     return Epochs(dev, hyper, state, data_key, tx, jax.jit(loop.make_epoch(dropped, tx)))
 
 
@@ -116,7 +111,7 @@ def test_no_dropout_program_draws_no_random_bits(base: Config, epochs: Epochs) -
             epochs.state, epochs.dev, epochs.hyper, jax.random.key(1))
         return str(jaxpr).count("random_bits")
 
-    assert draws(base) == 1  # the epoch's permutation
+    assert draws(base) == 1  # the epoch's shuffle
     assert draws(dataclasses.replace(base, dropout=0.3)) > 1
     assert draws(dataclasses.replace(base, input_dropout=0.3)) > 1
     key = sweep.structural_key
@@ -170,18 +165,18 @@ def test_each_layer_and_each_step_gets_its_own_mask(sample: data.Dataset) -> Non
     epoch_key = jax.random.key(11)
 
     @jax.jit  # one program: op by op, each operation would compile on its own
-    def forward(x: jax.Array) -> tuple[jax.Array, ...]:
+    def layer_one(x: jax.Array) -> tuple[jax.Array, ...]:
         params = init_mlp(jax.random.key(0), [784, 256, 10])
-        hidden = [training_activations(params, x, "relu",
-                                       Dropout(jax.random.fold_in(epoch_key, i), None, p))[0]
+        hidden = [forward(params, x, "relu",
+                          Dropout(jax.random.fold_in(epoch_key, i), None, p)).post[0]
                   for i in range(2)]
-        first = training_activations(params, x, "relu", Dropout(epoch_key, q, None))[0]
+        first = forward(params, x, "relu", Dropout(epoch_key, q, None)).post[0]
         pixels = dropout(jax.random.fold_in(epoch_key, 0), x, q)
         by_hand = jax.nn.relu(pixels @ params[0]["w"] + params[0]["b"])
-        return training_activations(params, x, "relu")[0], *hidden, first, pixels, by_hand
+        return forward(params, x, "relu").post[0], *hidden, first, pixels, by_hand
 
     x = jnp.asarray(data.flatten(sample.x_train[:500]), jnp.float32) / 255
-    plain, *acts, first, pixels, by_hand = map(np.asarray, forward(x))
+    plain, *acts, first, pixels, by_hand = map(np.asarray, layer_one(x))
     on = plain > 0
     for a in acts:
         dropped = on & (a == 0)
@@ -210,7 +205,7 @@ def test_dropout_epoch_jit_equals_eager(dropped: Config, epochs: Epochs) -> None
     s_eager, losses = epochs.state, []
     for i, idx in enumerate(loop.epoch_order(key, dev.x_train.shape[0], dropped.batch_size)):
         batch = Batch(loop.scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx])
-        s_eager, out = step(s_eager, batch, i, jax.random.fold_in(key, i), hyper)
+        s_eager, out = step(s_eager, batch, hyper, i, jax.random.fold_in(key, i))
         losses.append(float(out.loss))
     assert len(losses) == 4
     for a, b in zip(_leaves(s_jit.params), _leaves(s_eager.params), strict=True):
@@ -218,7 +213,7 @@ def test_dropout_epoch_jit_equals_eager(dropped: Config, epochs: Epochs) -> None
     np.testing.assert_allclose(m_jit.step_loss, losses, rtol=1e-4)
     # Without the step's own key there are no masks to draw: said, not silently skipped.
     with pytest.raises(ConfigError, match="own key"):
-        step(epochs.state, batch, 0)
+        step(epochs.state, batch, hyper, 0)
 
 
 def test_resume_reaches_the_same_parameters(epochs: Epochs, tmp_path: Path) -> None:
@@ -265,7 +260,7 @@ def test_a_sweep_over_two_rates_compiles_one_program(dropped: Config, epochs: Ep
         # The same parameters with a dropout mask on the test images score visibly otherwise.
         x = loop.scale_inputs(dev.x_test, epochs.hyper)
         drop = Dropout(jax.random.key(0), None, np.float32(r.config.dropout))
-        logits = training_activations(state.params, x, dropped.activation, drop)[-1]
+        logits = forward(state.params, x, dropped.activation, drop).logits
         masked = jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(len(x)), dev.y_test])
         assert abs(float(masked) / float(test_loss) - 1) > 1e-3
     losses = {float(r["train_loss"][-1]) for r in result.results}

@@ -105,7 +105,7 @@ def test_numpy_forward_equals_loss_fn(config: Config, toy: gradcheck.Problem) ->
     with jax.enable_x64(True):
         params = gradcheck.init_params(toy, config)
         cfg = config.__class__(**{**config.to_dict(), "activation": toy.activation})
-        want = float(loss_fn(params, Batch(jnp.asarray(toy.x), jnp.asarray(toy.y)), cfg))
+        want = float(loss_fn(params, Batch(jnp.asarray(toy.x), jnp.asarray(toy.y)), cfg)[0])
     np_params = [{k: np.asarray(v) for k, v in p.items()} for p in params]
     got = numpy_mlp.loss(np_params, toy.x, toy.y, cfg)
     assert got == pytest.approx(want, rel=1e-12)

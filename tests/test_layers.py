@@ -110,7 +110,10 @@ def test_no_import_cycle() -> None:
 
 
 def test_the_shuffle_has_one_home() -> None:
-    """Every epoch's batches come from `loop.epoch_order`: no second copy of the shuffle."""
+    """Every epoch's batches come from `loop.epoch_order`: no second copy of the shuffle (a
+    permutation drawn, or random bits sorted, anywhere else)."""
+    shuffles = ("jax.random.permutation(", "jax.random.shuffle(", "jax.lax.sort(",
+                "jnp.argsort(")
     homes = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
-             for _ in range(p.read_text().count("jax.random.permutation("))]
+             for pattern in shuffles for _ in range(p.read_text().count(pattern))]
     assert homes == ["loop.py"], homes

@@ -26,12 +26,14 @@ from jaxmlp.config import ERRORS, OUTPUTS, REDUCTIONS, Config
 from jaxmlp.losses import (
     EPS,
     Batch,
+    Reductions,
     loss_fn,
     num_outputs,
     per_example_loss,
     predict_labels,
     predictions,
     sum_normalize,
+    uniform_guess_loss,
 )
 from jaxmlp.model import init_mlp, mlp_apply
 
@@ -108,9 +110,53 @@ def test_mse_on_softmax_matches_the_notes_example() -> None:
 def test_example_reduction_sum_is_batch_size_times_mean(small_batch: Batch) -> None:
     cfg = Config()
     params = tiny_params(cfg)
-    mean = loss_fn(params, small_batch, cfg)
-    total = loss_fn(params, small_batch, dataclasses.replace(cfg, example_reduction="sum"))
+    mean = loss_fn(params, small_batch, cfg)[0]
+    total = loss_fn(params, small_batch, dataclasses.replace(cfg, example_reduction="sum"))[0]
     np.testing.assert_allclose(total, 64 * mean, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", VARIANTS, ids=variant_id)
+def test_traced_reductions_are_the_named_ones(config: Config, small_batch: Batch) -> None:
+    """Sweeps and runs hand the reductions in as traced 0/1 values (one program for sum and
+    mean); they must compute the named reductions' loss and gradient. Within float32 rounding
+    (RTOL): a mean may be the sum times 1/n in one and the sum over n in the other."""
+    params = tiny_params(config)
+    grad = jax.value_and_grad(loss_fn, has_aux=True)
+    (want, want_aux), want_grad = grad(params, small_batch, config)
+    flags = Reductions(jnp.float32(config.class_reduction == "mean"),
+                       jnp.float32(config.example_reduction == "mean"))
+    traced = jax.jit(lambda p, r: grad(p, small_batch, config, reductions=r))
+    (got, got_aux), got_grad = traced(params, flags)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got_aux.per_example, want_aux.per_example, rtol=RTOL, atol=ATOL)
+    jax.tree.map(assert_close_scaled, got_grad, want_grad)
+    # The other reduction over examples changes the loss by the batch size: the flag is read.
+    other = Reductions(flags.classes, 1 - flags.examples)
+    (moved, _), _ = traced(params, other)
+    ratio = 64.0 if config.example_reduction == "mean" else 1 / 64
+    np.testing.assert_allclose(moved, want * ratio, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", VARIANTS, ids=variant_id)
+def test_uniform_guess_loss_is_the_loss_of_predicting_one_over_k(config: Config) -> None:
+    """The loss of a network that predicts 1/K for every class, by hand: MSE sums
+    (1 - 1/K)^2 + (K - 1)/K^2 = (K - 1)/K over classes, cross-entropy -log(1/K) = log K, each
+    divided by K for a class mean; integer targets predict the middle label, whose squared
+    error averages (K^2 - 1)/12 over the labels 0..K-1."""
+    k = 10
+    if config.targets == "integer":
+        want = (k * k - 1) / 12
+    else:
+        want = (k - 1) / k if config.error == "mse" else np.log(k)
+        want = want / k if config.class_reduction == "mean" else want
+    assert uniform_guess_loss(config, k) == pytest.approx(want, rel=1e-6)
+
+
+def test_the_notes_plateau_is_the_uniform_guess() -> None:
+    """The notes' loss (each output over the total, MSE, /num_classes) plateaued at 0.09: the
+    loss of predicting 0.1 for each of 10 classes."""
+    notes = Config(output="sum_normalize", error="mse", class_reduction="mean")
+    assert uniform_guess_loss(notes, 10) == pytest.approx(0.09, rel=1e-6)
 
 
 def test_sum_normalize_is_each_output_over_the_total() -> None:
@@ -154,7 +200,7 @@ def test_integer_targets_round_the_single_output() -> None:
 @pytest.mark.parametrize("config", VARIANTS, ids=variant_id)
 def test_loss_and_grad_jit_equals_eager(config: Config, small_batch: Batch) -> None:
     params = tiny_params(config)
-    value_and_grad = jax.value_and_grad(loss_fn)
+    value_and_grad = jax.value_and_grad(lambda p, b, c: loss_fn(p, b, c)[0])
     loss_jit, grad_jit = jax.jit(value_and_grad, static_argnums=2)(params, small_batch, config)
     with jax.disable_jit():
         loss_eager, grad_eager = value_and_grad(params, small_batch, config)
@@ -165,6 +211,7 @@ def test_loss_and_grad_jit_equals_eager(config: Config, small_batch: Batch) -> N
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grad_jit))
 
 
+@pytest.mark.xla_defaults  # a claim about two programs' bits: checked at the user's flags
 def test_forward_pass_jit_is_bitwise_equal_to_eager(small_batch: Batch) -> None:
     # A plain matmul-bias-relu chain has nothing for XLA to re-associate: bitwise equal here.
     params = tiny_params(Config())

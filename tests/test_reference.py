@@ -457,14 +457,14 @@ def test_the_case_is_jax_grad_of_loss_fn_and_finite_differences(spec: CaseSpec) 
     with jax.enable_x64(True):
         params = [{k: jnp.asarray(case[f"layer{i}.{k}"]) for k in "wb"} for i in (1, 2)]
         batch = Batch(jnp.asarray(x), jnp.asarray(y))
-        want_loss = float(loss_fn(params, batch, config))
-        grads = jax.grad(loss_fn)(params, batch, config)
+        want_loss = float(loss_fn(params, batch, config)[0])
+        grads = jax.grad(lambda p: loss_fn(p, batch, config)[0])(params)
 
         def loss_at(i: int, kind: str) -> Callable[[np.ndarray], float]:
             def f(value: np.ndarray) -> float:
                 moved = [dict(p) for p in params]
                 moved[i][kind] = jnp.asarray(value)
-                return float(loss_fn(moved, batch, config))
+                return float(loss_fn(moved, batch, config)[0])
             return f
 
         for i, kind in itertools.product((0, 1), "wb"):

@@ -51,8 +51,8 @@ def dataset(shared_data_dir: Path) -> data.Dataset:
 
 
 def small_spec(base: Config, **kw) -> sweep.SweepSpec:
-    """2 structures (example reduction) x 2 learning rates x 3 seeds = 12 runs."""
-    grid = kw.pop("grid", {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.1]})
+    """2 structures (the error) x 2 learning rates x 3 seeds = 12 runs."""
+    grid = kw.pop("grid", {"error": ["cross_entropy", "mse"], "learning_rate": [0.01, 0.1]})
     return sweep.make_spec(base, grid, seeds=kw.pop("seeds", 3), test_subset=TEST_SUBSET, **kw)
 
 
@@ -98,7 +98,7 @@ def test_each_run_equals_make_train_alone(whole: sweep.SweepResult, dataset: dat
         state, m = alone_fns[key](jax.random.key(run.seed), dev, hyper)
         alone = {k: np.asarray(getattr(m, k)) for k in sweep.RESULT_FIELDS}
         assert_same_metrics(whole.results[run.index], alone, f"run {run.index}")
-        if run.config.example_reduction == "sum" and run.config.learning_rate == 0.1:
+        if run.config.error == "mse" and run.config.learning_rate == 0.1:
             # Final parameters too, through the same vmapped program with parameters kept.
             group = [r.config for r in whole.runs if sweep.structural_key(r.config) == key]
             out = sweep.train_runs(group, dev, keep_params=True)
@@ -198,7 +198,7 @@ def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: da
     """The same configuration through `jaxmlp.runner.run` (what `python -m jaxmlp.train` runs):
     same per-epoch metrics, same final parameters."""
     run = next(r for r in whole.runs if r.config.learning_rate == 0.1 and r.seed == 2
-               and r.config.example_reduction == "mean")
+               and r.config.error == "cross_entropy")
     config = dataclasses.replace(run.config, train_subset=256)
     # The CLI evaluates on the whole test set: compare against a sweep run that does too.
     spec = sweep.make_spec(config, seeds=[run.seed])
@@ -212,9 +212,8 @@ def test_a_run_equals_the_command_line_run(whole: sweep.SweepResult, dataset: da
         np.testing.assert_allclose(mine[k], cli[k], atol=1e-4 + 1e-6, rtol=0, err_msg=k)
     dev = loop.device_data(dataset, config)
     out = sweep.train_runs([config], dev, keep_params=True)
-    template = loop.init_state(jax.random.key(0), config, loop.hyper_from_config(
-        config, np.asarray(dev.x_train)), loop.make_optimizer(config, 8),
-        loop.model_sizes(config, 784))
+    template = loop.initial_state(jax.random.key(0), config, dev, loop.hyper_from_config(
+        config, np.asarray(dev.x_train)))[0]
     state, _ = checkpoint.load(tmp_path / "cli" / rundir.CHECKPOINT, template)
     params = jax.tree.map(lambda a: a[0], out["params"])
     assert max_param_diff(params, state.params) <= PARAM_ATOL
@@ -249,7 +248,7 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(
     """2 structural variants x 4 learning rates x 8 seeds = 64 runs: 2 XLA compilations of the
     training program, counted by JAX's own compilation events."""
     structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
-    grid = {"example_reduction": ["mean", "sum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
+    grid = {"error": ["cross_entropy", "mse"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
     cache = sweep.ProgramCache()  # shared by both sweeps
     r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
                         progress=False, plots=False, programs=cache)
@@ -263,6 +262,29 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(
                          progress=False, plots=False, programs=cache)
     assert len([n for n in compiled if n == "jit(train_runs)"]) == 2
     assert r2.record["sessions"][-1]["programs_reused"] == 2
+
+
+def test_sum_and_mean_share_one_program(base: Config, dataset: data.Dataset,
+                                        compiled: list[str], tmp_path: Path) -> None:
+    """Both reductions are traced 0/1 values (`loop.Hyper`): a grid over them is one group and
+    one compiled program, and each run trains as its own configuration does alone (the sum
+    over 32 examples at lr/32 stays on the mean's trajectory at lr only if the flag is read)."""
+    structure = dataclasses.replace(base, hidden=(6,))  # not compiled by any other test
+    grid = {"example_reduction": ["mean", "sum"], "class_reduction": ["sum", "mean"]}
+    r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=2), tmp_path, progress=False,
+                        plots=False)
+    assert r.record["num_groups"] == 1 and r.record["programs_compiled"] == 1
+    assert len([n for n in compiled if n == "jit(train_runs)"]) == 1
+    dev = _dev(dataset, structure)
+    x = np.asarray(dev.x_train)
+    alone = jax.jit(loop.make_train(structure))
+    for run in r.runs:
+        _, m = alone(jax.random.key(run.seed), dev, loop.hyper_from_config(run.config, x))
+        assert_same_metrics(r.results[run.index],
+                            {k: np.asarray(getattr(m, k)) for k in sweep.RESULT_FIELDS},
+                            f"run {run.index}")
+    finals = {float(res["train_loss"][-1]) for res in r.results}
+    assert len(finals) == len(r.runs)  # four reductions x two seeds: all different
 
 
 # --- sharding, chunking, resuming -----------------------------------------------------------------
@@ -400,7 +422,7 @@ def test_results_csv_has_exactly_the_promised_rows_and_columns(whole: sweep.Swee
         reader = csv.DictReader(f)
         rows = list(reader)
         columns = reader.fieldnames
-    assert columns == ["run", "variant", "example_reduction", "learning_rate", "seed", "epoch",
+    assert columns == ["run", "variant", "error", "learning_rate", "seed", "epoch",
                        "train_loss", "train_accuracy", "test_loss", "test_accuracy", "nonfinite",
                        "first_bad_step"]
     epochs = whole.spec.base.epochs
@@ -410,7 +432,7 @@ def test_results_csv_has_exactly_the_promised_rows_and_columns(whole: sweep.Swee
     for r in rows:
         run = whole.runs[int(r["run"])]
         assert int(r["seed"]) == run.seed
-        assert r["example_reduction"] == run.config.example_reduction
+        assert r["error"] == run.config.error
         assert float(r["learning_rate"]) == run.config.learning_rate
         assert r["variant"] == whole.spec.variants[run.variant].name
         e = int(r["epoch"]) - 1
@@ -571,10 +593,12 @@ def test_chunk_sizes_are_device_multiples_within_max_parallel() -> None:
 
 def test_structural_key_ignores_exactly_the_traced_settings(base: Config) -> None:
     key = sweep.structural_key
+    other = {"example_reduction": "sum" if base.example_reduction == "mean" else "mean",
+             "class_reduction": "mean" if base.class_reduction == "sum" else "sum"}
     assert key(dataclasses.replace(base, learning_rate=0.5, seed=3, init_scale=2.0,
-                                   input_scale="raw")) == key(base)
+                                   input_scale="raw", **other)) == key(base)
     for field, value in (("optimizer", "adam"), ("hidden", (9,)), ("error", "mse"),
-                         ("example_reduction", "sum"), ("batch_size", 64), ("epochs", 3)):
+                         ("output", "none"), ("batch_size", 64), ("epochs", 3)):
         assert key(dataclasses.replace(base, **{field: value})) != key(base), field
 
 

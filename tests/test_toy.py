@@ -21,6 +21,7 @@ from jaxmlp.config import (
     dataset_defaults,
     validate,
 )
+from jaxmlp.data.toy import TOY_TEST, TOY_TRAIN
 from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import plane
 from jaxmlp.plots import run as plots
@@ -44,7 +45,7 @@ def toys() -> dict[str, data.Dataset]:
 def test_each_set_is_2d_points_in_its_classes(name: str, toys: dict) -> None:
     ds = toys[name]
     assert ds.points and ds.num_classes == CLASSES[name]
-    assert ds.x_train.shape == (data.TOY_TRAIN, 2) and ds.x_test.shape == (data.TOY_TEST, 2)
+    assert ds.x_train.shape == (TOY_TRAIN, 2) and ds.x_test.shape == (TOY_TEST, 2)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
     for y in (ds.y_train, ds.y_test):  # every class present, none much rarer than its share
         counts = np.bincount(y, minlength=ds.num_classes)

@@ -22,14 +22,12 @@ from jaxmlp import data
 from jaxmlp.config import Config
 from jaxmlp.loop import (
     DeviceData,
+    device_data,
     hyper_from_config,
-    init_state,
+    initial_state,
     make_epoch,
-    make_optimizer,
     make_step,
     make_train,
-    model_sizes,
-    run_keys,
 )
 from jaxmlp.rundir import CHECKPOINT
 from jaxmlp.runner import run
@@ -53,9 +51,7 @@ def tiny_dev(mnist: data.Dataset) -> DeviceData:
 
 def _setup(config: Config, dev: DeviceData):
     hyper = hyper_from_config(config, np.asarray(dev.x_train))
-    tx = make_optimizer(config, dev.x_train.shape[0] // config.batch_size)
-    sizes = model_sizes(config, dev.x_train.shape[1])
-    state = init_state(jax.random.key(0), config, hyper, tx, sizes)
+    state, _, tx = initial_state(jax.random.key(0), config, dev, hyper)
     return hyper, tx, state
 
 
@@ -80,9 +76,9 @@ def test_step_and_epochs_jit_equal_eager(variant: Config, tiny_dev: DeviceData) 
 
     batch = Batch(x, tiny_dev.y_train[:16])
     step = make_step(config, tx)
-    jit_state, jit_metrics = jax.jit(step)(state, batch)
+    jit_state, jit_metrics = jax.jit(step)(state, batch, hyper)
     with jax.disable_jit():
-        eager_state, eager_metrics = step(state, batch)
+        eager_state, eager_metrics = step(state, batch, hyper)
     jax.tree.map(assert_close_scaled, jit_state.params, eager_state.params)
     np.testing.assert_allclose(jit_metrics[0], eager_metrics[0], rtol=1e-5)
     # Accuracy counts integers: exactly equal.
@@ -203,8 +199,6 @@ def test_resume_reaches_the_same_parameters(tmp_path, mnist_dir) -> None:
 def test_make_train_equals_the_cli_loop(tmp_path, mnist, mnist_dir) -> None:
     config = dataclasses.replace(LOOP, data_dir=str(mnist_dir))
     run(config, tmp_path / "loop", progress=False, log=lambda _: None)
-    from jaxmlp.train import device_data
-
     dev = device_data(mnist, config)
     hyper = hyper_from_config(config, np.asarray(dev.x_train))
     state, metrics = jax.jit(make_train(config))(jax.random.key(config.seed), dev, hyper)
@@ -213,13 +207,3 @@ def test_make_train_equals_the_cli_loop(tmp_path, mnist, mnist_dir) -> None:
     for x, y in zip(_params(tmp_path / "loop"), jax.tree.leaves(state.params), strict=True):
         assert_close_scaled(np.asarray(y), x, rtol=1e-4)
     assert float(metrics.test_accuracy[-1]) == pytest.approx(loop["test_accuracy"], abs=2e-3)
-
-
-def test_run_keys_are_independent_of_epoch_count() -> None:
-    # Resume depends on each epoch's key being a function of its number alone.
-    init_a, data_a = run_keys(jax.random.key(3))
-    init_b, data_b = run_keys(jax.random.key(3))
-    np.testing.assert_array_equal(jax.random.key_data(init_a), jax.random.key_data(init_b))
-    k2 = jax.random.fold_in(data_a, 2)
-    np.testing.assert_array_equal(jax.random.key_data(k2),
-                                  jax.random.key_data(jax.random.fold_in(data_b, 2)))

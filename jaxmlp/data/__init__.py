@@ -32,33 +32,21 @@ classes, generated from a data seed: toy problems whose decision boundary can be
 
 The modules, each importing only those above it: `errors`; `idx` (the IDX reader); `specs` (the
 known data sets); `cache` (the user cache folder); `dataset` (the Dataset and its checks);
-`download`; `tfds`; `digits`; `toy`; `preprocess`; `lookup` (`load_dataset`); `fallback`
-(`load_data`: the data set a `Config` asks for). This package re-exports their public names.
-Module constants such as `lookup.SYSTEM_DATA_DIR` and `download.DOWNLOAD_TIMEOUT_S` are read
-where they are defined: to change one, set it there.
+`download`; `tfds`; `digits`; `toy`; `preprocess`; `lookup` (`load_dataset`, and `load_data`:
+the data set a `Config` asks for). This package re-exports their public API (`__all__`); every
+other name, module constants such as `lookup.SYSTEM_DATA_DIR` and `download.DOWNLOAD_TIMEOUT_S`
+included, is read where it is defined: to change one, set it there.
 """
 
 from __future__ import annotations
 
-# Names in __all__ are the public API; those imported "as" themselves are reachable as
-# jaxmlp.data.<name>, as they were before the split, but stay out of `import *`.
 from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS
 from jaxmlp.data.cache import cache_dir
-from jaxmlp.data.dataset import NUM_CLASSES as NUM_CLASSES
 from jaxmlp.data.dataset import Dataset
-from jaxmlp.data.download import DOWNLOAD_TIMEOUT_S as DOWNLOAD_TIMEOUT_S
 from jaxmlp.data.errors import DataError, DatasetNotFound
-from jaxmlp.data.fallback import load_data
-from jaxmlp.data.idx import GZIP_MAGIC as GZIP_MAGIC
 from jaxmlp.data.idx import read_idx
-from jaxmlp.data.lookup import SYSTEM_DATA_DIR as SYSTEM_DATA_DIR
-from jaxmlp.data.lookup import load_dataset
-from jaxmlp.data.preprocess import SCALINGS as SCALINGS
+from jaxmlp.data.lookup import load_data, load_dataset
 from jaxmlp.data.preprocess import flatten, input_affine, one_hot, skipped_steps
-from jaxmlp.data.specs import _SPECS as _SPECS
-from jaxmlp.data.specs import IDX_FILES as IDX_FILES
-from jaxmlp.data.toy import TOY_TEST as TOY_TEST
-from jaxmlp.data.toy import TOY_TRAIN as TOY_TRAIN
 from jaxmlp.data.toy import load_toy, toy_points
 
 __all__ = [

@@ -1,7 +1,5 @@
-"""The user cache folder, where downloads, decoded tfds arrays and compiled programs are kept.
-
-A module of its own, importing nothing, so that `jaxmlp.compilation` can use it cheaply.
-"""
+"""The user cache folder, where downloads, decoded tfds arrays and compiled programs are kept:
+the one home of its location, for the data sets and for `jaxmlp.compilation` alike."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS
+from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS, Config
 from jaxmlp.data.cache import cache_dir
 from jaxmlp.data.dataset import Dataset, _checked_split, _dataset
 from jaxmlp.data.digits import _load_digits
@@ -193,3 +193,25 @@ def _check_identity(name: str, folder: Path, digests: dict[str, str]) -> bool:
                 f"Use --dataset {other}, or point --data-dir at the {name} files."
             )
     return all(digests[stem] == _SPECS[name].sha256[stem] for stem in IDX_FILES)
+
+
+def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
+    """(data set, fallback note or None) for `config.dataset`, `data_dir` and `source`."""
+    if config.dataset is not None:
+        ds = load_dataset(config.dataset, data_dir=config.data_dir, source=config.source,
+                          progress=progress, data_seed=config.data_seed)
+        return ds, None
+    try:
+        return load_dataset("mnist", data_dir=config.data_dir, source=config.source,
+                            progress=progress), None
+    except DatasetNotFound as e:
+        tried = "; ".join(e.tried) if e.tried else "every source"
+        note = (
+            f"MNIST could not be found or downloaded (tried: {tried}). Training on "
+            "scikit-learn's bundled 8x8 digits instead, so this run works offline; its accuracy "
+            "is not comparable with MNIST's. To get MNIST, put the four IDX files in a folder "
+            "and set JAXMLP_DATA_DIR (or --data-dir), install tensorflow-datasets "
+            "(pip install 'jaxmlp[tfds]') with a prepared copy, or run once with network access "
+            "(the files are cached in ~/.cache/jaxmlp)."
+        )
+        return load_dataset("digits"), note

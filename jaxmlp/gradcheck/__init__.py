@@ -1,10 +1,13 @@
-"""Is my backprop right? Check `jax.grad(loss_fn)` three ways, then measure what a step does.
+"""Is my backprop right? Check the training step's gradient three ways, then measure what a step
+does.
 
     python -m jaxmlp.gradcheck            # toy 2-D problem and a small MNIST subset
     python -m jaxmlp.gradcheck --wrong activation   # a deliberately wrong gradient: must FAIL
 
 For every loss variant (output x error x class reduction x example reduction, plus integer
-targets) and every layer, the gradient JAX computes is compared, in float64, with
+targets) and every layer, the gradient a training step takes (`loop.loss_and_grad`: JAX's
+differentiation of `losses.loss_fn`, with the step's `fast.dense` and its reductions as values) is
+compared, in float64, with
 
 1. central finite differences of the loss itself: (L(p + h v) - L(p - h v)) / 2h approximates
    the derivative along v, with no calculus at all (a 5-point stencil, accurate to O(h^4));
@@ -30,7 +33,7 @@ from jaxmlp.gradcheck.check import (
     batched_loss,
     check_all,
     check_variant,
-    finite_difference,
+    format_table,
     probe_directions,
     relative_error,
 )
@@ -43,8 +46,13 @@ from jaxmlp.gradcheck.problems import (
     toy_problem,
     variant_name,
 )
-from jaxmlp.gradcheck.report import format_steps, format_table
-from jaxmlp.gradcheck.steps import DEFAULT_LRS, StepRow, describe_steps, step_sizes
+from jaxmlp.gradcheck.steps import (
+    DEFAULT_LRS,
+    StepRow,
+    describe_steps,
+    format_steps,
+    step_sizes,
+)
 
 __all__ = [
     "DEFAULT_LRS",
@@ -62,7 +70,7 @@ __all__ = [
     "check_all",
     "check_variant",
     "describe_steps",
-    "finite_difference",
+
     "format_steps",
     "format_table",
     "init_params",

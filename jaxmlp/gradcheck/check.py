@@ -14,7 +14,7 @@ import numpy as np
 from jaxmlp import numpy_mlp
 from jaxmlp.config import Config
 from jaxmlp.gradcheck.gradients import GradFn, jax_grad
-from jaxmlp.gradcheck.problems import Problem, init_params
+from jaxmlp.gradcheck.problems import Problem, init_params, variant_name
 from jaxmlp.losses import Batch, loss_fn
 from jaxmlp.model import Params
 
@@ -118,18 +118,11 @@ def _stencil(f2: float, f1: float, m1: float, m2: float, h: float) -> float:
     return float((-f2 + 8 * f1 - 8 * m1 + m2) / (12 * h))
 
 
-def finite_difference(loss_at: Callable[[list[Params]], np.ndarray], params: Params, layer: int,
-                      direction: np.ndarray, h: float) -> float:
-    """dL/dv along the unit vector `direction` of `layer`'s flattened (w, b), by finite
-    differences of the loss alone: no derivative of anything is used."""
-    return _stencil(*loss_at(_stencil_points(params, layer, direction, h)), h)
-
-
 def batched_loss(batch: Batch, config: Config) -> Callable[[list[Params]], np.ndarray]:
     """The loss at many parameter sets at once (vmap), so finite differences stay fast."""
 
     # One compiled program per variant: cheaper than compiling each eager operation.
-    many_losses = jax.jit(jax.vmap(lambda p: loss_fn(p, batch, config)))
+    many_losses = jax.jit(jax.vmap(lambda p: loss_fn(p, batch, config)[0]))
 
     def loss_at(many: list[Params]) -> np.ndarray:
         # Stack on the host: one transfer per leaf instead of one per parameter set.
@@ -145,7 +138,7 @@ def check_variant(problem: Problem, config: Config, grad_fn: GradFn = jax_grad, 
     with jax.enable_x64(True):
         params = init_params(problem, config, seed)
         batch = Batch(jnp.asarray(problem.x, jnp.float64), jnp.asarray(problem.y, jnp.int32))
-        loss = float(loss_fn(params, batch, config))
+        loss = float(loss_fn(params, batch, config)[0])
         grads = [_flat_layer(g) for g in jax.device_get(grad_fn(params, batch, config))]
         np_params = [{k: np.asarray(v) for k, v in p.items()} for p in params]
         np_grads = numpy_mlp.backward(np_params, problem.x, problem.y, config)
@@ -168,3 +161,17 @@ def check_variant(problem: Problem, config: Config, grad_fn: GradFn = jax_grad, 
 def check_all(problem: Problem, configs: Sequence[Config], grad_fn: GradFn = jax_grad
               ) -> list[VariantCheck]:
     return [check_variant(problem, c, grad_fn) for c in configs]
+
+
+def format_table(problem: Problem, checks: Sequence[VariantCheck]) -> str:
+    n_layers = len(checks[0].layers)
+    head = f"{'variant':<46}" + "".join(f"| {f'L{i + 1} FD':>8} {'NumPy':>8} "
+                                        for i in range(n_layers))
+    lines = [f"{problem.name}; net {problem.x.shape[1]}-"
+             f"{'-'.join(map(str, problem.hidden))}-K (K = {problem.num_classes} outputs, 1 for "
+             f"integer targets), {problem.activation}, float64",
+             head + "| ok", "-" * (len(head) + 4)]
+    for c in checks:
+        cells = "".join(f"| {lc.fd_error:8.1e} {lc.numpy_error:8.1e} " for lc in c.layers)
+        lines.append(f"{variant_name(c.config):<46}{cells}| {'ok' if c.ok else 'FAIL'}")
+    return "\n".join(lines)

@@ -4,10 +4,11 @@ print the tables, and exit 1 when any relative error is above `TOLERANCE`."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from jaxmlp import cli, data
-from jaxmlp.config import Config
+from jaxmlp.config import Config, ConfigError, positive_int, validate
 from jaxmlp.gradcheck.check import (
     FD_STEPS,
     RANDOM_COORDINATES,
@@ -15,6 +16,7 @@ from jaxmlp.gradcheck.check import (
     TOP_COORDINATES,
     check_all,
     check_variant,
+    format_table,
 )
 from jaxmlp.gradcheck.gradients import WRONG_KINDS, GradFn, jax_grad, wrong_grad
 from jaxmlp.gradcheck.problems import (
@@ -24,8 +26,7 @@ from jaxmlp.gradcheck.problems import (
     toy_problem,
     variant_name,
 )
-from jaxmlp.gradcheck.report import format_steps, format_table
-from jaxmlp.gradcheck.steps import step_sizes
+from jaxmlp.gradcheck.steps import format_steps, step_sizes
 from jaxmlp.model import ACTIVATIONS
 
 
@@ -44,13 +45,21 @@ def _add_check_flags(parser: argparse.ArgumentParser) -> None:
                              "activation (act' forgotten), scale (layer 1 +0.01%%), sign")
 
 
+# The loss of the one-step table ("which way, and how far"): any loss, e.g. the notes' own
+# (--output sum_normalize --error mse --class-reduction mean).
+STEP_LOSS_FIELDS = ("output", "error", "class_reduction", "example_reduction", "targets")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.ArgumentParser(
         prog="python -m jaxmlp.gradcheck",
-        description="Check jax.grad(loss_fn) against finite differences and a hand-written NumPy "
-                    "backprop for every loss variant, then show what one gradient step does.")
+        description="Check the training step's gradient (jax.grad of losses.loss_fn, as a run "
+                    "computes it) against finite differences and a hand-written NumPy backprop "
+                    "for every loss variant, then show what one gradient step does.")
     _add_problem_flags(parser)
     _add_check_flags(parser)
+    cli.add_dataclass_flags(parser, Config, "the loss of the one-step table (the checks cover "
+                            "every loss)", fields=STEP_LOSS_FIELDS)
     return parser
 
 
@@ -109,10 +118,10 @@ def _print_legend() -> None:
           f"NumPy: whole layer. Pass: <= {TOLERANCE:g})\n")
 
 
-def _print_steps(problems: list[Problem], grad_fn: GradFn) -> None:
+def _print_steps(problems: list[Problem], config: Config, grad_fn: GradFn) -> None:
     for problem in problems:
-        loss, gnorm, rows = step_sizes(problem, Config(), grad_fn=grad_fn)
-        print(format_steps(problem, Config(), loss, gnorm, rows) + "\n")
+        loss, gnorm, rows = step_sizes(problem, config, grad_fn=grad_fn)
+        print(format_steps(problem, config, loss, gnorm, rows) + "\n")
 
 
 def _verdict(failed: list[str]) -> int:
@@ -129,8 +138,12 @@ def _verdict(failed: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.examples <= 0:
-        cli.fail(f"--examples must be a positive whole number, got {args.examples}")
+    try:
+        positive_int(args.examples, "--examples")
+        step_loss = validate(dataclasses.replace(
+            Config(), **{name: getattr(args, name) for name in STEP_LOSS_FIELDS}))
+    except ConfigError as e:
+        cli.fail(str(e))
     grad_fn = jax_grad if args.wrong is None else wrong_grad(args.wrong)
     if args.wrong:
         print(f"checking a DELIBERATELY WRONG gradient ({args.wrong}): this must fail\n")
@@ -142,5 +155,5 @@ def main(argv: list[str] | None = None) -> int:
     failed = _check_variants(problems, args.quick, grad_fn)
     failed += _check_activations(problems[0], grad_fn)
     _print_legend()
-    _print_steps(problems, grad_fn)
+    _print_steps(problems, step_loss, grad_fn)
     return _verdict(failed)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxmlp.config import Config
-from jaxmlp.losses import Batch, loss_fn, loss_from_logits
+from jaxmlp.loop import loss_and_grad
+from jaxmlp.losses import Batch, Reductions, loss_from_logits
 from jaxmlp.model import ACTIVATIONS, Params
 
 WRONG_KINDS = ("activation", "scale", "sign")
@@ -17,8 +18,13 @@ GradFn = Callable[[Params, Batch, Config], Params]
 
 
 def jax_grad(params: Params, batch: Batch, config: Config) -> Params:
-    """The gradient under test: JAX's reverse-mode differentiation of `losses.loss_fn`."""
-    return jax.grad(loss_fn)(params, batch, config)
+    """The gradient under test: the one the training step takes (`loop.loss_and_grad`: JAX's
+    reverse-mode differentiation of `losses.loss_fn`, with `fast.dense` and the reductions as
+    values, as a run and a sweep compute it)."""
+    dtype = batch.x.dtype
+    flags = Reductions(jnp.asarray(config.class_reduction == "mean", dtype),
+                       jnp.asarray(config.example_reduction == "mean", dtype))
+    return loss_and_grad(params, batch, config, flags)[1]
 
 
 def wrong_grad(kind: str) -> GradFn:

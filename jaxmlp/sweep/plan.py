@@ -15,10 +15,11 @@ from jaxmlp.sweep.datasets import LOADED_FIELDS
 from jaxmlp.sweep.spec import SweepSpec
 
 # Settings that reach the program as traced values (see `loop.Hyper`); every other field of
-# `Config` is structural. `input_scale` is a name, but it becomes a traced (scale, shift) pair.
-# The dropout rates are traced, but whether each is above 0 is structural (`loop.dropout_layers`).
+# `Config` is structural. `input_scale` is a name, but it becomes a traced (scale, shift) pair;
+# the reductions are names, but each becomes a traced 0/1 (sum/mean) value. The dropout rates
+# are traced, but whether each is above 0 is structural (`loop.dropout_layers`).
 TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init_scale", "dropout",
-                 "input_dropout")
+                 "input_dropout", "class_reduction", "example_reduction")
 # The rate a structural key keeps for dropout that is on: any rate in (0, 1) builds the same
 # program, the run's own rate arrives in its `Hyper`.
 _DROPOUT_ON = 0.5
@@ -47,7 +48,8 @@ def structural_key(config: Config) -> Config:
     inputs, hidden = dropout_layers(config)
     return dataclasses.replace(config, seed=0, learning_rate=1.0, input_scale="unit",
                                init_scale=1.0, dropout=_DROPOUT_ON if hidden else 0.0,
-                               input_dropout=_DROPOUT_ON if inputs else 0.0)
+                               input_dropout=_DROPOUT_ON if inputs else 0.0,
+                               class_reduction="sum", example_reduction="mean")
 
 
 # Settings that only choose the data: which set, which of its examples, which pixel order. The

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxmlp.config import Config, ConfigError, validate
+from jaxmlp.config import Config, ConfigError, positive_int, validate
 
 try:  # Python 3.11 and later; on 3.10 only JSON spec files can be read
     import tomllib
@@ -213,9 +213,8 @@ def check_options(spec: SweepSpec) -> None:
     t = spec.target_accuracy
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
         raise SpecError(f"target_accuracy must be a fraction in (0, 1], e.g. 0.9; got {t!r}")
-    ts = spec.test_subset
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int) or ts <= 0):
-        raise SpecError(f"test_subset must be a positive whole number, got {ts!r}")
+    if spec.test_subset is not None:
+        positive_int(spec.test_subset, "test_subset", SpecError)
     if not isinstance(spec.probes, bool):
         raise SpecError(f"probes must be true or false, got {spec.probes!r}")
 
@@ -301,15 +300,8 @@ def read_spec_file(path: str | os.PathLike) -> dict[str, Any]:
     return doc
 
 
-def load_spec(path: str | os.PathLike) -> tuple[SweepSpec, dict[str, Any]]:
-    """Read a TOML or JSON spec file: (spec, run options such as max_parallel)."""
-    return spec_from_dict(read_spec_file(path), where=str(path))
-
-
 def check_max_parallel(k: Any) -> int | None:
     """`max_parallel` as given (None: no limit), if it is a positive whole number."""
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise SpecError(f"max_parallel must be a positive whole number, got {k!r}")
+    if k is not None:
+        positive_int(k, "max_parallel", SpecError)
     return k

@@ -51,8 +51,8 @@ def compare_trajectories(
             def body(carry: tuple, idx: jax.Array) -> tuple:
                 sa, sb = carry
                 x, y = dev.x_train[idx], dev.y_train[idx]
-                sa, _ = step_a(sa, Batch(scale_inputs(x, hyper_a), y))
-                sb, _ = step_b(sb, Batch(scale_inputs(x, hyper_b), y))
+                sa, _ = step_a(sa, Batch(scale_inputs(x, hyper_a), y), hyper_a)
+                sb, _ = step_b(sb, Batch(scale_inputs(x, hyper_b), y), hyper_b)
                 diffs = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), sa.params, sb.params)
                 sizes_ = jax.tree.map(lambda a: jnp.max(jnp.abs(a)), sa.params)
                 return (sa, sb), (jnp.max(jnp.stack(jax.tree.leaves(diffs))),
