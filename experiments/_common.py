@@ -197,6 +197,20 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
          f"process {jax.process_index()}: trained its share; process 0 writes the outputs")
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepBudget:
+    """The size of an experiment's sweep: seeds per variant, the MNIST subset it trains on
+    (`test_subset` None: the whole test set), the hidden widths, epochs and batch size.
+    Experiments with more to size subclass it."""
+
+    seeds: int
+    train_subset: int
+    test_subset: int | None
+    hidden: tuple[int, ...]
+    epochs: int
+    batch_size: int
+
+
 def mnist(data_dir: str | None, **settings: Any) -> Config:
     """A Config on MNIST (named explicitly: a missing MNIST is an error, never a silent switch to
     the 8x8 digits)."""

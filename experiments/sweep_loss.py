@@ -10,7 +10,6 @@ speed of learning, and how often it fails (NaN/inf, all-zero outputs, dead units
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from collections.abc import Sequence
@@ -25,14 +24,7 @@ NAME = "sweep_loss"
 TARGET = 0.9
 
 
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    seeds: int
-    train_subset: int
-    test_subset: int | None
-    hidden: tuple[int, ...]
-    epochs: int
-    batch_size: int
+Budget = C.SweepBudget
 
 
 BUDGETS = {

@@ -23,13 +23,7 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclasses.dataclass(frozen=True)
-class Budget:
-    seeds: int
-    train_subset: int
-    test_subset: int | None
-    hidden: tuple[int, ...]
-    epochs: int
-    batch_size: int
+class Budget(C.SweepBudget):
     decades: tuple[float, float]  # learning rates from 10**lo to 10**hi
     per_decade: int
 

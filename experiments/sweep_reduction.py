@@ -34,13 +34,7 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 
 @dataclasses.dataclass(frozen=True)
-class Budget:
-    seeds: int
-    train_subset: int
-    test_subset: int | None
-    hidden: tuple[int, ...]
-    epochs: int
-    batch_size: int
+class Budget(C.SweepBudget):
     raw_lr_points: int  # learning rates tried for raw inputs, log-spaced from lr down to lr/1e6
 
 

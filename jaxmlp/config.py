@@ -147,7 +147,9 @@ class Config:
     )
     momentum: float = _f(0.9, "momentum coefficient for --optimizer momentum")
     weight_decay: float = _f(
-        0.0, "decoupled weight decay (AdamW-style for adam; added to the update otherwise)"
+        0.0, "decoupled weight decay: each step also moves every weight by -lr x this x the "
+        "weight, outside the gradient, so momentum and Adam's scaling never see it (AdamW for "
+        "adam, SGDW for sgd and momentum)"
     )
     schedule: str = _f(
         "warmup_cosine",

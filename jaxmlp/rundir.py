@@ -69,7 +69,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class RunDir:
-    """A run folder. `create` starts one, `open` reads an existing one (for --resume or plots)."""
+    """A run folder. `RunDir.create(path, record)` starts one; `RunDir(path)` opens an existing
+    one (for --resume or plots)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
@@ -62,11 +64,25 @@ def test_explicit_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "xdg" / "jaxmlp" / "xla").exists()
 
 
-def test_process_age_is_plausible() -> None:
-    from jaxmlp import compilation
+AGE = """
+import time
+time.sleep(1.0)
+from jaxmlp import compilation
+print(compilation.process_age_seconds())
+"""
 
-    age = compilation.process_age_seconds()
-    assert age is None or 0.0 <= age < 24 * 3600
+
+def test_process_age_counts_from_the_process_start() -> None:
+    """A process that waits 1 s before asking is at least 1 s old (less the 0.01 s ticks of
+    /proc's clocks); a parser that read the wrong field of /proc/self/stat, or gave up, would
+    say otherwise. The upper bound only excludes nonsense (a start-up on a loaded machine can
+    take many seconds)."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("process_age_seconds reads /proc, which only Linux has")
+    out = subprocess.run([sys.executable, "-c", AGE], capture_output=True, text=True,
+                         timeout=120, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    age = float(out.stdout.strip().splitlines()[-1])
+    assert 0.98 <= age < 120
 
 
 TUNE = """

@@ -15,7 +15,7 @@ LAYERS = (
     ("foundation", ("jaxmlp", "jaxmlp.config", "jaxmlp.cli", "jaxmlp.checkpoint",
                     "jaxmlp.stats", "jaxmlp.numpy_mlp", "jaxmlp.versions", "jaxmlp.data",
                     "jaxmlp.compilation")),
-    ("maths", ("jaxmlp.model", "jaxmlp.losses")),
+    ("maths", ("jaxmlp.model", "jaxmlp.fast", "jaxmlp.losses")),
     ("loop", ("jaxmlp.loop",)),
     ("measurements", ("jaxmlp.probes", "jaxmlp.overfit", "jaxmlp.gradcheck", "jaxmlp.reference")),
     ("rows, words, folder", ("jaxmlp.diagnostics", "jaxmlp.report", "jaxmlp.rundir")),
