@@ -113,7 +113,7 @@ def seconds_per_update(config: Config, test_subset: int, updates: int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     base = C.mnist(args.data_dir, optimizer="adam", learning_rate=LR, schedule="constant")

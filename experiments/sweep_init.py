@@ -153,7 +153,7 @@ def findings(r: sweep.SweepResult, b: Budget) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     train_subset = b.updates * b.batch_size  # one epoch = the first `updates` updates

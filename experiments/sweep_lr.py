@@ -136,7 +136,7 @@ def findings(result: sweep.SweepResult, lrs: list[float], b: Budget) -> list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     lrs = learning_rates(b)

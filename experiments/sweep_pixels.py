@@ -162,7 +162,7 @@ def findings(result: sweep.SweepResult, b: Budget, corr: tuple[float, float], pi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     base = C.mnist(args.data_dir, hidden=b.hidden, epochs=b.epochs, batch_size=b.batch_size,
