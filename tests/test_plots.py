@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _experiments import load
 from _pictures import drawn_texts, layout_problems
 
 from jaxmlp import data, losses
@@ -156,9 +157,26 @@ def _misclassified(mnist_sample_dir: Any) -> Any:
     return run_plots.misclassified_figure(np.asarray(ds.x_test), ds.y_test, wrong)[0]
 
 
+def _permuted_digits(mnist_sample_dir: Any) -> Any:
+    ds = data.load_dataset("mnist", data_dir=mnist_sample_dir, progress=False)
+    pixels = load("sweep_pixels")
+    shown = pixels.SHOWN
+    return pixels.picture_figure(ds.x_test[:shown], ds.y_test[:shown], 1)
+
+
+def curves_rescaled() -> Any:
+    """sweep_reduction's sgd_rescaled control: class-mean and class-sum on one stated scale."""
+    configs = [Config(), Config(example_reduction="sum"), Config(class_reduction="mean")]
+    _, label = sweep_plots.loss_on_one_scale(configs, [10] * 3)
+    return sweep_plots.curves_figure(
+        ["SGD examples mean, lr 0.1", "SGD examples sum, lr 0.1/64", "SGD classes mean, lr 0.1*10"],
+        _curves(3), _accuracies(3), "Control 1: SGD, rescaled learning rates", None, label)
+
+
 PICTURES: dict[str, Callable[..., Any]] = {
     "sweep curves, 13 panels": lambda **_: curves_lr(),
     "sweep curves, 16 lines and a negative loss": lambda **_: curves_reduction(),
+    "sweep curves, losses on one stated scale": lambda **_: curves_rescaled(),
     "sweep final accuracy, 26 variants": lambda **_: final_lr(),
     "metric vs setting, 8 panels": lambda **_: metric_many(),
     "metric vs setting, one panel, median": lambda **_: metric_few(),
@@ -178,6 +196,8 @@ PICTURES: dict[str, Callable[..., Any]] = {
     "decision boundary epochs, 2 panels": lambda spirals, **_: _plane("two epochs")(spirals),
     "first-layer units, 32": lambda spirals, **_: _plane("units")(spirals),
     "first-layer units, 3": lambda spirals, **_: _plane("few units")(spirals),
+    "sweep_pixels: permuted digits": lambda mnist_sample_dir, **_: _permuted_digits(
+        mnist_sample_dir),
 }
 
 
