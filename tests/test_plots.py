@@ -5,7 +5,6 @@ gradient picture's "at the end" is the last steps; `python -m jaxmlp.plots` find
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -213,3 +212,123 @@ def test_every_picture_reads(kind: str, spirals: tuple, mnist_sample_dir: Any) -
     if kind.startswith("sweep"):
         width = fig.get_figwidth() * sweep_plots.DPI
         assert width <= sweep_plots.MAX_WIDTH_PX, (kind, width)
+
+
+# --- the placement arithmetic ---------------------------------------------------------------
+
+
+def test_spread_keeps_labels_apart_in_order_and_in_bounds() -> None:
+    targets = [5.0, 5.2, 5.1, 30.0, 4.9, 100.0]
+    ys = layout.spread(targets, gap=3.0, low=0.0, high=40.0)
+    order = np.argsort(targets, kind="stable")
+    placed = np.asarray(ys)[order]
+    assert np.all(np.diff(placed) >= 3.0 - 1e-9)  # float rounding of the sums only
+    assert placed[0] >= 0.0 and placed[-1] <= 40.0
+    # Labels already far enough apart stay where they are.
+    assert layout.spread([1.0, 10.0, 20.0], 3.0, 0.0, 40.0) == [1.0, 10.0, 20.0]
+    # Three labels that want one height share it out evenly around it (least squares).
+    assert layout.spread([10.0, 10.0, 10.0], 2.0, 0.0, 40.0) == pytest.approx([8, 10, 12])
+    # No room: None, so the caller falls back to a legend.
+    assert layout.spread([1.0] * 5, 3.0, 0.0, 11.0) is None
+
+
+def test_spread_is_the_least_squares_placement() -> None:
+    """Against every placement on a fine grid: none that keeps the gaps is nearer the targets."""
+    targets, gap = [2.0, 2.5, 6.0], 2.0
+    best = np.sum((np.asarray(layout.spread(targets, gap, 0.0, 8.0)) - targets) ** 2)
+    grid = np.arange(0.0, 8.01, 0.25)
+    for a in grid:
+        for b in grid[grid >= a + gap]:
+            for c in grid[grid >= b + gap]:
+                assert np.sum((np.asarray([a, b, c]) - targets) ** 2) >= best - 1e-9
+
+
+def test_numbers_carry_the_digits_that_tell_them_apart() -> None:
+    assert layout.distinct_numbers([0.1, 0.1 / 255, 0.1 / 255**2]) == ["0.1", "0.00039",
+                                                                        "1.5e-06"]
+    assert layout.distinct_numbers([0.000392157, 0.000390625]) == ["0.000392", "0.000391"]
+    assert layout.distinct_numbers([1.0, 1.0, 2.0]) == ["1", "1", "2"]
+
+
+def test_panel_titles_round_numbers_to_what_tells_them_apart() -> None:
+    """sweep_reduction's raw-input control: 0.1/255 was titled learning_rate=0.000392157."""
+    lrs = [0.1, 0.01, 0.001, 0.1 / 255, 0.0001, 1e-05, 0.1 / 255**2, 1e-06, 1e-07]
+    overrides = [(("input_scale", "unit"), ("learning_rate", 0.1))] + [
+        (("learning_rate", lr),) for lr in lrs]
+    titles = panels_by(overrides)
+    assert "learning_rate=0.00039" in titles and "learning_rate=1.5e-06" in titles
+    assert all(len(t) <= len("learning_rate=1.5e-06") for t in titles), titles
+
+
+# --- what the pictures say ------------------------------------------------------------------
+
+
+def test_a_loss_at_or_below_zero_stays_on_its_axis() -> None:
+    """`--output none` with cross-entropy: the loss goes negative and fell off the log axis."""
+    loss = _curves(3)
+    loss[1] = -np.abs(loss[1]) * 20
+    fig = sweep_plots.curves_figure(["softmax + CE", "none + CE", "sum-normalize + CE"], loss,
+                                    _accuracies(3), "Outputs x error x targets")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog" and "symlog" in fig.get_suptitle()
+    low, high = ax.get_ylim()
+    for line in ax.lines:
+        y = np.asarray(line.get_ydata(), float)
+        assert np.all((y[np.isfinite(y)] >= low) & (y[np.isfinite(y)] <= high))
+    drawn = {s for s, _ in drawn_texts(fig)}
+    assert "none + CE" in drawn  # its name is drawn too
+    # A loss that stays above 0 keeps its log axis.
+    assert layout.loss_scale([2.3, 0.1, 0.05])[0] == "log"
+    assert layout.loss_scale([2.3, -0.5])[0] == "symlog"
+
+
+def test_losses_of_class_mean_and_class_sum_runs_on_one_scale() -> None:
+    """The same parameters give a class-mean loss K times below the class-sum loss; the factor
+    the picture applies puts them level, as the label says."""
+    configs = [Config(class_reduction="sum"), Config(class_reduction="mean"),
+               Config(class_reduction="mean", error="mse")]
+    factors, label = sweep_plots.loss_on_one_scale(configs, [10, 10, 10])
+    logits = jax.random.normal(jax.random.key(1), (64, 10))
+    labels = jax.random.randint(jax.random.key(2), (64,), 0, 10)
+    summed = float(jnp.mean(losses.per_example_loss(logits, labels, configs[0])))
+    averaged = float(jnp.mean(losses.per_example_loss(logits, labels, configs[1])))
+    assert averaged * factors[1] == pytest.approx(summed, rel=1e-6)  # float32 sums
+    assert factors[0] == 1.0 and "summed over classes" in label and "x10" in label
+    same = [Config(), Config(example_reduction="sum")]
+    assert sweep_plots.loss_on_one_scale(same, [10, 10]) == ([1.0, 1.0],
+                                                              sweep_plots.LOSS_LABEL)
+
+
+def test_the_gradient_title_ratio_is_taken_at_the_end() -> None:
+    """`--overfit 5` at lr 1: a huge first step, then layer 1's norm ~1e-6 of the last's. The
+    ratio "at the end" is the last steps', not a mean the first step dominates."""
+    steps = 500
+    norms = np.tile([1e-11, 1e-8, 1e-5], (steps, 1))
+    norms[0] = [5758.0, 4464.0, 4421.0]
+    rows = [{"epoch": 0, "steps": 0, "norm_every": None, "step_grad_norm": [],
+             "layers": [{"shape": [784, 512], "grad_norm": 5758.0}, {"shape": [512, 512]},
+                        {"shape": [512, 10], "grad_norm": 4421.0}]},
+            {"epoch": 1, "steps": 4 * steps, "norm_every": 4, "step_grad_norm": norms.tolist(),
+             "layers": [{"shape": [784, 512], "grad_norm": float(norms[:, 0].mean())},
+                        {"shape": [512, 512]},
+                        {"shape": [512, 10], "grad_norm": float(norms[:, 2].mean())}]}]
+    ratio, span = run_plots.end_ratio(rows)
+    assert ratio == pytest.approx(1e-6)
+    assert span == f"the last {run_plots.END_STEPS} measured steps, 1961-1997"
+    assert rows[1]["layers"][0]["grad_norm"] / rows[1]["layers"][2]["grad_norm"] > 1  # the mean
+    fig = run_plots.gradient_norms_figure(rows)
+    assert "1e-06x" in fig.axes[0].get_title() and "1961-1997" in fig.axes[0].get_title()
+
+
+def test_the_strip_of_epochs_says_which_colour_is_which_class(spirals: tuple) -> None:
+    fig = _plane("epochs")(spirals)
+    names = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert names == {f"class {k} points" for k in range(3)} | {f"predicted {k}" for k in range(3)}
+
+
+def test_small_multiples_name_their_axes_once() -> None:
+    """sweep_init's dead_units.png printed its y label once per row, over itself."""
+    fig = metric_many()
+    texts = [s for s, _ in drawn_texts(fig)]
+    assert texts.count("dead/saturated units after training (mean, 95% CI)") == 1
+    assert texts.count("init scale (normal: the std itself)") == 1
