@@ -5,8 +5,10 @@ gradient picture's "at the end" is the last steps; `python -m jaxmlp.plots` find
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -14,12 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _experiments import load
+from _http import closed_port_url
 from _pictures import drawn_texts, layout_problems
 
-from jaxmlp import data, losses
+from jaxmlp import data, losses, runner
 from jaxmlp.config import Config, dataset_defaults
+from jaxmlp.data import lookup
 from jaxmlp.loop import hyper_from_config
 from jaxmlp.model import init_mlp
+from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import layout, plane
 from jaxmlp.plots import run as run_plots
 from jaxmlp.plots import sweep as sweep_plots
@@ -332,3 +337,44 @@ def test_small_multiples_name_their_axes_once() -> None:
     texts = [s for s, _ in drawn_texts(fig)]
     assert texts.count("dead/saturated units after training (mean, 95% CI)") == 1
     assert texts.count("init scale (normal: the std itself)") == 1
+
+
+# --- python -m jaxmlp.plots RUN_DIR: the data set from the folder ----------------------------
+
+
+@pytest.fixture()
+def nowhere_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No place but a named folder holds MNIST: no JAXMLP_DATA_DIR, an empty cache, no system
+    copy, no tensorflow-datasets copy, and a mirror that refuses at once."""
+    monkeypatch.delenv("JAXMLP_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("JAXMLP_MIRRORS", closed_port_url())
+    monkeypatch.setattr(lookup, "SYSTEM_DATA_DIR", tmp_path / "system")
+
+
+def test_plots_take_the_data_from_the_run_folder(
+        tmp_path: Path, mnist_sample_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        nowhere_else: None, capsys: pytest.CaptureFixture) -> None:
+    """A run that found MNIST through JAXMLP_DATA_DIR is redrawn without it (config.json says
+    where the files were); when they have moved, one line says so and --data-dir points at
+    them."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    shutil.copytree(mnist_sample_dir, first)
+    monkeypatch.setenv("JAXMLP_DATA_DIR", str(first))
+    out = tmp_path / "run"
+    runner.run(Config(dataset="mnist", hidden=(8,), epochs=1, batch_size=100), out,
+               progress=False, log=lambda s: None, plots=True)
+    monkeypatch.delenv("JAXMLP_DATA_DIR")
+    (out / run_plots.CONFUSION).unlink()
+    assert plots_cli.main([str(out)]) == 0
+    assert (out / run_plots.CONFUSION).read_bytes()[:4] == b"\x89PNG"
+
+    first.rename(moved)
+    with pytest.raises(SystemExit) as stop:
+        plots_cli.main([str(out)])
+    assert stop.value.code != 0
+    said = capsys.readouterr().err
+    assert "Could not find the mnist data set" in said and "Pass --data-dir DIR" in said
+    assert "Traceback" not in said
+    assert plots_cli.main([str(out), "--data-dir", str(moved)]) == 0
