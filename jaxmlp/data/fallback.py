@@ -7,6 +7,7 @@ from jaxmlp.config import Config
 from jaxmlp.data.dataset import Dataset
 from jaxmlp.data.errors import DatasetNotFound
 from jaxmlp.data.lookup import load_dataset
+from jaxmlp.data.tfds import tfds_advice
 
 
 def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
@@ -24,8 +25,7 @@ def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
             f"MNIST could not be found or downloaded (tried: {tried}). Training on "
             "scikit-learn's bundled 8x8 digits instead, so this run works offline; its accuracy "
             "is not comparable with MNIST's. To get MNIST, put the four IDX files in a folder "
-            "and set JAXMLP_DATA_DIR (or --data-dir), install tensorflow-datasets "
-            "(pip install 'jaxmlp[tfds]') with a prepared copy, or run once with network access "
-            "(the files are cached in ~/.cache/jaxmlp)."
+            f"and set JAXMLP_DATA_DIR (or --data-dir), {tfds_advice()}, or run once with "
+            "network access (the files are cached in ~/.cache/jaxmlp)."
         )
         return load_dataset("digits"), note
