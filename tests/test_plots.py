@@ -28,6 +28,7 @@ from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import layout, plane
 from jaxmlp.plots import run as run_plots
 from jaxmlp.plots import sweep as sweep_plots
+from jaxmlp.plots.backend import figure
 from jaxmlp.sweep.tables import panels_by
 
 # --- what the experiments and runs draw, at their largest -------------------------------------
@@ -378,3 +379,23 @@ def test_plots_take_the_data_from_the_run_folder(
     assert "Could not find the mnist data set" in said and "Pass --data-dir DIR" in said
     assert "Traceback" not in said
     assert plots_cli.main([str(out), "--data-dir", str(moved)]) == 0
+
+
+def test_labels_that_do_not_fit_become_a_legend_outside() -> None:
+    fig = figure(4, 1.6)
+    ax = fig.add_subplot()
+    ends = []
+    for k in range(12):
+        line = ax.plot([1, 2], [0.5, 0.5 + 0.01 * k])[0]
+        ends.append((f"variant {k}", line.get_color(), 2.0, 0.5 + 0.01 * k))
+    crowded = layout.label_ends(ax, ends)
+    assert layout.place_labels(fig, [(ax, crowded)]) == [ax]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [e[0] for e in ends]
+    assert not ax.texts  # the labels made way for it
+    # Two labels fit: placed, no legend.
+    fig = figure(4, 1.6)
+    ax = fig.add_subplot()
+    ax.plot([1, 2], [0.5, 0.5])
+    roomy = layout.label_ends(ax, [("a", "C0", 2.0, 0.5), ("b", "C1", 2.0, 0.5)])
+    assert layout.place_labels(fig, [(ax, roomy)]) == [] and ax.get_legend() is None
+    assert layout_problems(fig) == []

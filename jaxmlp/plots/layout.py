@@ -117,6 +117,17 @@ def legend_below(ax: Any, **kw: Any) -> Any:
                      borderaxespad=0.0, **kw)
 
 
+def readable(color: Any) -> tuple[float, float, float]:
+    """`color`, darkened where it is too light to read as text on white (a yellow line's
+    name is written in a darker yellow)."""
+    from matplotlib.colors import to_rgb  # here: importing plots loads no matplotlib
+
+    rgb = np.asarray(to_rgb(color))
+    luminance = float(rgb @ [0.2126, 0.7152, 0.0722])
+    darker = rgb * min(1.0, 0.55 / luminance) if luminance > 0 else rgb
+    return (float(darker[0]), float(darker[1]), float(darker[2]))
+
+
 def label_ends(ax: Any, ends: Sequence[tuple[str, Any, float, float]]) -> list[Any]:
     """Name each line at its end, in the margin right of `ax`: `ends` holds (text, colour,
     x, y) with (x, y) the line's last point in data coordinates. The names start at their
@@ -125,10 +136,12 @@ def label_ends(ax: Any, ends: Sequence[tuple[str, Any, float, float]]) -> list[A
     for text, color, x, y in ends:
         ann = ax.annotate(
             text, xy=(x, y), xycoords="data", xytext=(1.02, 0.5), textcoords="axes fraction",
-            color=color, fontsize=LABEL_SIZE, va="center", ha="left", annotation_clip=False,
+            color=readable(color), fontsize=LABEL_SIZE, va="center", ha="left",
+            annotation_clip=False,
             arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5, "alpha": 0.6,
                         "shrinkA": 1, "shrinkB": 2})
         ann.target = (x, y)  # where its line ends, for place_labels
+        ann.line_color = color  # the line's own, for a legend in its place
         out.append(ann)
     return out
 
@@ -175,7 +188,7 @@ def _spread_labels(ax: Any, anns: Sequence[Any], renderer: Any) -> bool:
 
 def _labels_to_legend(ax: Any, anns: Sequence[Any]) -> None:
     """Replace line-end labels by a legend outside `ax` (same names, same colours)."""
-    named = [(a.get_text(), a.get_color()) for a in anns]
+    named = [(a.get_text(), a.line_color) for a in anns]
     for a in anns:
         a.remove()
     handles = [ax.plot([], [], color=c)[0] for _, c in named]
