@@ -283,6 +283,7 @@ def test_a_loss_at_or_below_zero_stays_on_its_axis() -> None:
         assert np.all((y[np.isfinite(y)] >= low) & (y[np.isfinite(y)] <= high))
     drawn = {s for s, _ in drawn_texts(fig)}
     assert "none + CE" in drawn  # its name is drawn too
+    assert len({a.get_xlim() for a in fig.axes}) == 1  # the panels share their epochs
     # A loss that stays above 0 keeps its log axis.
     assert layout.loss_scale([2.3, 0.1, 0.05])[0] == "log"
     assert layout.loss_scale([2.3, -0.5])[0] == "symlog"

@@ -137,8 +137,9 @@ def curves_figure(
     for k, (group, m, s) in enumerate(zip(groups, members, short, strict=True)):
         r, c = divmod(k, cols)
         ax_loss = fig.add_subplot(grid[2 * r, c], sharex=first_loss, sharey=first_loss)
+        first_loss = first_loss or ax_loss  # every panel shares its epochs and loss axis
         ax_acc = fig.add_subplot(grid[2 * r + 1, c], sharex=first_loss, sharey=first_acc)
-        first_loss, first_acc = first_loss or ax_loss, first_acc or ax_acc
+        first_acc = first_acc or ax_acc
         labelled += _curve_panel(ax_loss, ax_acc, s, [train_loss[i] for i in m],
                                  [test_accuracy[i] for i in m])
         ax_loss.set_title(group or "training loss: mean, band = min..max over seeds",
