@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.writer:
         plots_sweep.plot_metric_vs(
             args.out / "lr_vs_accuracy.png", lrs, series, xlabel="learning rate (log scale)",
-            ylabel="final test accuracy (mean, 95% CI)", title=spec.name)
+            ylabel="final test accuracy", title=spec.name)
     table = C.table(
         ["learning rate", *[f"{o.upper()} test accuracy" for o in OPTIMIZERS],
          *[f"{o.upper()} diverged" for o in OPTIMIZERS]],
