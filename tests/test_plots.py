@@ -28,8 +28,17 @@ from jaxmlp.plots import cli as plots_cli
 from jaxmlp.plots import layout, plane
 from jaxmlp.plots import run as run_plots
 from jaxmlp.plots import sweep as sweep_plots
-from jaxmlp.plots.backend import figure
+from jaxmlp.plots.backend import figure, pyplot
 from jaxmlp.sweep.tables import panels_by
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Any:
+    """Figures built here are measured, not saved (saving closes them): close them after each
+    test, or matplotlib warns of many open figures (an error where warnings are errors)."""
+    yield
+    pyplot().close("all")
+
 
 # --- what the experiments and runs draw, at their largest -------------------------------------
 
