@@ -3,11 +3,15 @@
 Two figures, both read straight from the per-run results:
 
 - `curves.png`: per variant, the mean learning curve across seeds with a band from the lowest to
-  the highest seed, for the training loss (log scale) and the test accuracy; many variants
-  become small multiples (one column per value of one setting), each line named at its end,
-  in a palette that colour-blind readers can tell apart;
+  the highest seed, for the training loss (log scale; symmetric log where a loss goes to 0 or
+  below) and the test accuracy; many variants become small multiples (a panel pair per value
+  of one setting, wrapped into rows at most MAX_WIDTH_PX wide), each line named at its end
+  (names moved apart where they would overlap, a legend beside the panel where they do not
+  fit), in a palette that colour-blind readers can tell apart;
 - `final_accuracy.png`: per variant, every seed's final test accuracy as a dot, the mean, and
   its 95% bootstrap confidence interval.
+
+`plot_metric_vs` draws one measurement against a setting (the experiments' own pictures).
 """
 
 from __future__ import annotations
