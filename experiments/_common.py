@@ -76,6 +76,12 @@ class Args:
     trained: list[int] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
 
+def summary(doc: str) -> str:
+    """A script's `--help` description: its docstring's first paragraph as one line (its
+    first line alone can stop mid-sentence)."""
+    return " ".join(doc.strip().split("\n\n", 1)[0].split())
+
+
 def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -> Args:
     parser = cli.ArgumentParser(prog=f"python experiments/{name}.py",
                                      description=description)

@@ -94,7 +94,7 @@ def compile_modes(base: Config, datasets: sweep.DataCache, repeats: int = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python experiments/engine_check.py",
-                                     description=__doc__.splitlines()[0])
+                                     description=C.summary(__doc__))
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     base = Config(dataset="mnist", data_dir=args.data_dir, hidden=(32,), epochs=2,

@@ -333,7 +333,7 @@ def split_argv(argv: Sequence[str] | None) -> tuple[int | None, list[str] | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     validation, rest = split_argv(argv)
-    args = C.parse_args(NAME, __doc__.splitlines()[0] + " --validation N: hold out the last N "
+    args = C.parse_args(NAME, C.summary(__doc__) + " --validation N: hold out the last N "
                         "training images for choosing the learning rates (default: the "
                         "budget's, 10,000).", rest)
     b = BUDGETS[args.mode]

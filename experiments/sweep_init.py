@@ -153,7 +153,7 @@ def findings(r: sweep.SweepResult, b: Budget) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     train_subset = b.updates * b.batch_size  # one epoch = the first `updates` updates
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.writer:
             plots_sweep.plot_metric_vs(args.out / fname, list(b.scales), series,
                                        xlabel="init scale (normal: the std itself)",
-                                       ylabel=f"{what} (mean, 95% CI)", title=spec.name)
+                                       ylabel=what, title=spec.name)
     C.finish(result, findings(result, b), [
         ("Plots", "dead_units.png, zero_outputs.png, init_accuracy.png: each metric against the "
          "init scale, one line per activation and scheme (more than four: a panel each)."),

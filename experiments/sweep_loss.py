@@ -136,7 +136,7 @@ def findings(r: sweep.SweepResult, b: Budget) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     base = C.mnist(args.data_dir, hidden=b.hidden, train_subset=b.train_subset, epochs=b.epochs,

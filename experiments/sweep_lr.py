@@ -130,7 +130,7 @@ def findings(result: sweep.SweepResult, lrs: list[float], b: Budget) -> list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     lrs = learning_rates(b)
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.writer:
         plots_sweep.plot_metric_vs(
             args.out / "lr_vs_accuracy.png", lrs, series, xlabel="learning rate (log scale)",
-            ylabel="final test accuracy (mean, 95% CI)", title=spec.name)
+            ylabel="final test accuracy", title=spec.name)
     table = C.table(
         ["learning rate", *[f"{o.upper()} test accuracy" for o in OPTIMIZERS],
          *[f"{o.upper()} diverged" for o in OPTIMIZERS]],

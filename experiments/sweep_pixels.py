@@ -17,16 +17,15 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import _common as C
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxmlp import data, stats, sweep
 from jaxmlp.data.preprocess import permute_pixels
+from jaxmlp.plots.backend import figure, save
+from jaxmlp.plots.layout import wrap
 
 NAME = "sweep_pixels"
 IN_PLACE = "pixels in place"
@@ -96,11 +95,12 @@ def verdict(mean: float, lo: float, hi: float, n_test: int) -> str:
     return f"{span}: the permuted runs scored lower, by {images}"
 
 
-def picture(path: Path, images: np.ndarray, labels: np.ndarray, seed: int) -> None:
-    """The first test images as they are (top) and with permutation `seed` (bottom)."""
+def picture_figure(images: np.ndarray, labels: np.ndarray, seed: int) -> Any:
+    """The figure of `picture` (see there), not yet saved."""
     shape = images.shape[1:]
     shuffled = unflat(permute_pixels(data.flatten(images), seed), shape)
-    fig, axes = plt.subplots(2, len(images), figsize=(1.6 * len(images), 3.9), squeeze=False)
+    fig = figure(1.6 * len(images), 4.1)
+    axes = fig.subplots(2, len(images), squeeze=False)
     for j in range(len(images)):
         for i, (img, what) in enumerate(((images[j], "as it is"), (shuffled[j], "permuted"))):
             ax = axes[i, j]
@@ -108,11 +108,15 @@ def picture(path: Path, images: np.ndarray, labels: np.ndarray, seed: int) -> No
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{labels[j]}, {what}", fontsize=8)
-    fig.suptitle(f"MNIST test images before and after pixel permutation {seed}: the same "
-                 "pixels, the same permutation for every image", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(wrap(f"MNIST test images before and after pixel permutation {seed}: the same "
+                      "pixels, the same permutation for every image", fig.get_figwidth(), 9),
+                 fontsize=9)
+    return fig
+
+
+def picture(path: Path, images: np.ndarray, labels: np.ndarray, seed: int) -> None:
+    """The first test images as they are (top) and with permutation `seed` (bottom)."""
+    save(picture_figure(images, labels, seed), path, dpi=110)
 
 
 def findings(result: sweep.SweepResult, b: Budget, corr: tuple[float, float], pixels: int,
@@ -162,7 +166,7 @@ def findings(result: sweep.SweepResult, b: Budget, corr: tuple[float, float], pi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     base = C.mnist(args.data_dir, hidden=b.hidden, epochs=b.epochs, batch_size=b.batch_size,

@@ -102,7 +102,7 @@ def lockstep(a: Config, b_: Config, seeds: Sequence[int], test_subset: int | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, __doc__.splitlines()[0], argv)
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
     b = BUDGETS[args.mode]
     started = time.perf_counter()
     base = C.mnist(args.data_dir, hidden=b.hidden, train_subset=b.train_subset, epochs=b.epochs,

@@ -118,11 +118,10 @@ def overfit(config: Config, dev: DeviceData, hyper: Hyper, num_examples: int,
              stats)
         end, steps, _, losses, accs, stats = jax.lax.while_loop(cond, body, c)
         probed = None
-        if diagnose:
-            measure = lambda params: probes.probe_stats(params, batch, cfg, num_classes,
-                                                        hyper.class_mean)
-            probed = jax.tree.map(lambda a, b: jnp.stack([a, b]), measure(state.params),
-                                  measure(end.params))
+        if diagnose:  # the network before and after, on the N examples
+            probed = jax.tree.map(lambda *ps: jnp.stack(ps), *(
+                probes.probe_stats(s.params, batch, cfg, num_classes, hyper.class_mean)
+                for s in (state, end)))
         return steps, losses, accs, stats, probed
 
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import shutil
 import sys
 import time
@@ -393,7 +394,10 @@ def test_local_search_lists_every_place_in_order(
     assert "no such folder" in tried[1]
     message = str(error.value)
     assert all(entry in message for entry in tried)
-    assert "JAXMLP_DATA_DIR" in message and "jaxmlp[tfds]" in message
+    assert "JAXMLP_DATA_DIR" in message and "tensorflow-datasets" in message
+    # Installing tensorflow-datasets is advised only where it is not installed.
+    missing = importlib.util.find_spec("tensorflow_datasets") is None
+    assert ("pip install 'jaxmlp[tfds]'" in message) == missing
 
 
 def test_unknown_names_are_value_errors() -> None:
@@ -594,6 +598,7 @@ def test_tfds_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
         load_dataset("mnist", source="tfds", progress=False)
     assert "pip install 'jaxmlp[tfds]'" in error.value.tried[0]
     assert "source='tfds'" in str(error.value)
+    assert "or pip install 'jaxmlp[tfds]' and prepare it" in str(error.value)
 
 
 # ----------------------------------------------------------------------------------------------

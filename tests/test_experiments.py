@@ -12,8 +12,11 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _experiments import findings, load, run
+
+from jaxmlp.plots import sweep as plots_sweep
 
 SWEEP_OUTPUTS = ("results.csv", "runs.csv", "summary.csv", "summary.md", "sweep.json",
                  "curves.png", "final_accuracy.png")
@@ -78,12 +81,29 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     assert [i["runs_trained"] for i in invocations] == [record["num_runs"], 0]
 
 
-def test_overfit_small(data_dir: Path, tmp_path: Path) -> None:
+def test_overfit_small(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = []  # the picture's figure, caught on its way to the file
+    draw = plots_sweep.metric_figure
+    monkeypatch.setattr(plots_sweep, "metric_figure",
+                        lambda *a, **kw: drawn.append(draw(*a, **kw)) or drawn[-1])
     run("overfit_small", tmp_path, data_dir)
     check_sweep(tmp_path)
     assert (tmp_path / "updates_to_100.png").is_file()
     text = (tmp_path / "summary.md").read_text()
     assert "ms per update" in text
+    # updates_to_100.png plots what the table quotes: the median updates of each network.
+    table = text.split("| images |", 1)[1].split("\n\n", 1)[0]
+    header, *rows = [[c.strip() for c in line.strip("|").split("|")]
+                     for line in ("| images |" + table).splitlines() if line.startswith("| ")]
+    median = header.index("updates (median)")
+    assert "median" in drawn[0].get_suptitle()
+    plotted = {line.get_label(): list(line.get_ydata()) for line in drawn[0].axes[0].lines
+               if not line.get_label().startswith("_")}
+    for row in rows:
+        size = sorted({int(r[0]) for r in rows}).index(int(row[0]))
+        value = plotted[row[1]][size]
+        quoted = row[median]
+        assert (f"{value:.0f}" == quoted if quoted[0].isdigit() else np.isnan(value)), row
     assert any("To 100% training accuracy on 10 images" in f for f in findings(tmp_path))
 
 

@@ -17,7 +17,7 @@ from jaxmlp.data.download import _download_idx_files, _mirror_list
 from jaxmlp.data.errors import DataError, DatasetNotFound
 from jaxmlp.data.idx import read_idx_digest
 from jaxmlp.data.specs import _SPECS, IDX_FILES, _Spec
-from jaxmlp.data.tfds import _load_from_tfds
+from jaxmlp.data.tfds import _load_from_tfds, tfds_advice
 from jaxmlp.data.toy import load_toy
 
 # Where Debian's dataset packages put data; a module constant so tests can point it elsewhere
@@ -89,9 +89,8 @@ def _not_found_message(name: str, source: str, tried: list[str]) -> str:
     return (
         f"Could not find the {name} data set{narrowed}. Looked in:\n{places}\n"
         f"To get it: point --data-dir or JAXMLP_DATA_DIR at a folder with the four IDX files "
-        f"({', '.join(f + '.gz' for f in IDX_FILES)}); or pip install 'jaxmlp[tfds]' and prepare "
-        f"it with tensorflow-datasets; or connect to the network so it can be downloaded into "
-        f"{cache_dir()}."
+        f"({', '.join(f + '.gz' for f in IDX_FILES)}); or {tfds_advice()}; or connect to the "
+        f"network so it can be downloaded into {cache_dir()}."
     )
 
 
@@ -210,8 +209,7 @@ def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
             f"MNIST could not be found or downloaded (tried: {tried}). Training on "
             "scikit-learn's bundled 8x8 digits instead, so this run works offline; its accuracy "
             "is not comparable with MNIST's. To get MNIST, put the four IDX files in a folder "
-            "and set JAXMLP_DATA_DIR (or --data-dir), install tensorflow-datasets "
-            "(pip install 'jaxmlp[tfds]') with a prepared copy, or run once with network access "
-            "(the files are cached in ~/.cache/jaxmlp)."
+            f"and set JAXMLP_DATA_DIR (or --data-dir), {tfds_advice()}, or run once with "
+            "network access (the files are cached in ~/.cache/jaxmlp)."
         )
         return load_dataset("digits"), note

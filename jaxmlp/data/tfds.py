@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
 import warnings
@@ -25,6 +26,15 @@ from jaxmlp.data.errors import DataError
 from jaxmlp.data.specs import _Spec
 
 _TFDS_BATCH = 2000  # examples per random-access read: far fewer calls than one at a time
+
+
+def tfds_advice() -> str:
+    """How to get a data set through tensorflow-datasets from here: install it only where it
+    is not installed already (found without importing it, which takes seconds)."""
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        return "pip install 'jaxmlp[tfds]' and prepare it with tensorflow-datasets"
+    return ("prepare it with tensorflow-datasets (installed here; TFDS_DATA_DIR names its "
+            "data folder)")
 
 
 def _load_from_tfds(name: str, spec: _Spec, progress: bool, tried: list[str]) -> Dataset | None:

@@ -1,7 +1,11 @@
-"""matplotlib, imported on first use with its Agg backend: files only, no display needed."""
+"""matplotlib, imported on first use with its Agg backend (files only, no display needed), and
+the one way a picture reaches its file."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 
@@ -14,3 +18,23 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def figure(width: float, height: float) -> Any:
+    """An empty figure of `width` x `height` inches whose layout engine (constrained layout)
+    makes room for every label, title and legend, inside the figure, when it is drawn."""
+    return pyplot().figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Write `fig` as a PNG beside `path`, then rename it over: never a half-written picture
+    (an interrupted redraw leaves the previous one). The figure is closed either way."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        pyplot().close(fig)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -32,15 +35,36 @@ def plot_overfit_folder(run_dir: str | os.PathLike) -> list[str]:
     return write_overfit_plots(run_dir, record, verdict, num_classes)
 
 
-def plot_run_folder(run_dir: str | os.PathLike) -> list[str]:
+def recorded_data_dir(record: dict[str, Any]) -> str | None:
+    """The folder a run read its IDX files from, as its config.json records it (the data set's
+    `source`, "idx files in FOLDER; ..."), if that folder is still there; else None."""
+    source = (record.get("dataset") or {}).get("source") or ""
+    found = re.match(r"idx files in (.+?); ", source)
+    return found.group(1) if found and Path(found.group(1)).is_dir() else None
+
+
+def run_config(run: RunDir, data_dir: str | None = None) -> Config:
+    """The run's configuration, reading its data from `data_dir` if given, else from where the
+    run said (its --data-dir, else the folder config.json records it read), else from
+    jaxmlp's usual places (JAXMLP_DATA_DIR, the cache, ...)."""
+    config = run.config(flag="RUN_DIR")
+    folder = data_dir or config.data_dir or recorded_data_dir(run.read_record("RUN_DIR"))
+    return dataclasses.replace(config, data_dir=folder) if folder else config
+
+
+def plot_run_folder(run_dir: str | os.PathLike, data_dir: str | None = None) -> list[str]:
     """Re-draw the plots of a finished (or interrupted) run from what its folder holds (an
-    `--overfit` folder's too)."""
+    `--overfit` folder's too); `data_dir`: where its data set is now (see `run_config`)."""
     folder = Path(run_dir)
     if (folder / OVERFIT).is_file() and not (folder / CONFIG_JSON).is_file():
         return plot_overfit_folder(folder)
     run = RunDir(run_dir)
-    config = run.config(flag="RUN_DIR")
-    dataset, _ = data.load_data(config, progress=False)
+    config = run_config(run, data_dir)
+    try:
+        dataset, _ = data.load_data(config, progress=False)
+    except data.DataError as e:
+        hint = "" if data_dir else " Pass --data-dir DIR to say where the data set is now."
+        raise data.DataError(f"{e}{hint}") from None
     dev = device_data(dataset, config)
     hyper = hyper_from_config(config, np.asarray(dev.x_train))
     template, _, _ = initial_state(jax.random.key(0), config, dev, hyper, dataset.num_classes)
@@ -57,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m jaxmlp.plots", description="Draw the plots of a jaxmlp run folder.")
     parser.add_argument("run_dir", help="a folder written by python -m jaxmlp.train (also "
                                         "--overfit N --out DIR)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="where the run's data set is now (default: where the run read "
+                             "it, as its config.json records; else $JAXMLP_DATA_DIR, then "
+                             "jaxmlp's usual places)")
     args = parser.parse_args(argv)
     try:
-        written = plot_run_folder(args.run_dir)
+        written = plot_run_folder(args.run_dir, args.data_dir)
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
         cli.fail(str(e))
     print(f"wrote {', '.join(written)} in {args.run_dir}")

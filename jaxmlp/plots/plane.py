@@ -25,7 +25,8 @@ from jaxmlp.data import Dataset
 from jaxmlp.loop import DeviceData, Hyper, initial_state, make_epoch, scale_inputs
 from jaxmlp.losses import predict_labels
 from jaxmlp.model import ACTIVATIONS, Params, mlp_apply
-from jaxmlp.plots.backend import pyplot as _pyplot
+from jaxmlp.plots.backend import figure, save
+from jaxmlp.plots.layout import legend_below, wrap
 
 DECISION_BOUNDARY = "decision_boundary.png"
 BOUNDARY_EPOCHS = "decision_boundary_epochs.png"
@@ -91,30 +92,33 @@ def _draw_plane(ax: Any, config: Config, params: Params, hyper: Hyper, x: np.nda
     ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), aspect="equal")
 
 
-def decision_boundary(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
-                      y_pred: np.ndarray, path: str | os.PathLike) -> None:
-    """The predicted class over the plane with the training points on top; the test points
-    the network gets wrong are crosses, and the title gives the test accuracy."""
-    plt = _pyplot()
+def decision_boundary_figure(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
+                             y_pred: np.ndarray) -> Any:
+    """The figure of `decision_boundary` (see there), not yet saved."""
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     x_test, y_test = np.asarray(dataset.x_test), np.asarray(dataset.y_test)
     wrong = np.flatnonzero(y_pred != y_test)
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
+    fig = figure(6.5, 7)
+    ax = fig.add_subplot()
     _draw_plane(ax, config, params, hyper, x, y, dataset.num_classes)
     if wrong.size:
         ax.scatter(*x_test[wrong].T, marker="x", s=30, color="black", linewidths=1,
                    label=f"test points predicted wrong ({wrong.size})")
     # Below the plane, where it hides no point.
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.1),
-              ncol=dataset.num_classes + 1, handletextpad=0.2, columnspacing=1.0)
+    legend_below(ax, ncol=dataset.num_classes + 1, handletextpad=0.2, columnspacing=1.0)
     ax.set_title(f"{dataset.name}: predicted class over the plane, training points on top\n"
                  f"test accuracy {1 - wrong.size / len(y_test):.1%} ({len(y_test)} test points; "
                  f"network 2-{'-'.join(map(str, config.hidden))}"
                  f"{'-' if config.hidden else ''}{dataset.num_classes})", fontsize=10)
     ax.set(xlabel="x1", ylabel="x2")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def decision_boundary(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
+                      y_pred: np.ndarray, path: str | os.PathLike) -> None:
+    """The predicted class over the plane with the training points on top; the test points
+    the network gets wrong are crosses, and the title gives the test accuracy."""
+    save(decision_boundary_figure(config, params, hyper, dataset, y_pred), path)
 
 
 def strip_epochs(epochs: int, panels: int = 6) -> list[int]:
@@ -140,36 +144,54 @@ def params_after_epochs(config: Config, dev: DeviceData, hyper: Hyper, num_class
     return kept
 
 
-def boundary_epochs(config: Config, snapshots: dict[int, Params], hyper: Hyper,
-                    dataset: Dataset, path: str | os.PathLike) -> None:
-    """A strip of decision boundaries, one per epoch in `snapshots`, each titled with its
-    test accuracy: the network learning, from its first guess to the end."""
-    plt = _pyplot()
+def boundary_epochs_figure(config: Config, snapshots: dict[int, Params], hyper: Hyper,
+                           dataset: Dataset) -> Any:
+    """The figure of `boundary_epochs` (see there), not yet saved."""
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     y_test = np.asarray(dataset.y_test)
-    fig, axes = plt.subplots(1, len(snapshots), figsize=(2.6 * len(snapshots), 3),
-                             squeeze=False)
+    fig = figure(max(2.6 * len(snapshots), 5.5), 3.9)
+    axes = fig.subplots(1, len(snapshots), squeeze=False)
     for ax, (e, params) in zip(axes[0], sorted(snapshots.items()), strict=True):
         _draw_plane(ax, config, params, hyper, x, y, dataset.num_classes, size=3)
         acc = np.mean(predict_points(config, params, hyper, np.asarray(dataset.x_test))
                       == y_test)
         ax.set_title(f"{'initial' if e == 0 else f'epoch {e}'}: test {acc:.1%}", fontsize=9)
         ax.set(xticks=[], yticks=[])
-    fig.suptitle(f"{dataset.name}: the decision boundary as the network learns "
-                 f"({config.epochs} epochs of {len(y) // config.batch_size} steps)",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # Which colour is which class, once for the strip: points strong, regions light.
+    fig.legend(handles=_class_handles(dataset.num_classes), loc="outside lower center",
+               ncol=dataset.num_classes, fontsize="small", handletextpad=0.3,
+               columnspacing=1.0)
+    fig.suptitle(wrap(f"{dataset.name}: the decision boundary as the network learns "
+                      f"({config.epochs} epochs of {len(y) // config.batch_size} steps)",
+                      fig.get_figwidth()), fontsize=10)
+    return fig
 
 
-def first_layer_units(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
-                      path: str | os.PathLike, max_units: int = 32) -> int:
-    """One panel per first-layer unit (the first `max_units`): its output act(w.x + b) over
-    the plane (dark: large), the line w.x + b = 0 where it switches, an arrow along w towards
-    the side where w.x + b > 0, and the share of training points on that side (a unit with 0%
-    on the positive side is dead on this data under relu). Returns the units drawn."""
-    plt = _pyplot()
+def _class_handles(num_classes: int) -> list[Any]:
+    """Legend entries for each class: its points, and the region predicted as it, one class
+    after the other (a legend of one column per class shows them one above the other)."""
+    from matplotlib.lines import Line2D  # here: importing plots loads no matplotlib
+    from matplotlib.patches import Patch
+
+    cmap, _ = _class_map(num_classes)
+    points = [Line2D([], [], ls="", marker="o", markersize=5, markeredgecolor="white",
+                     color=_CLASS_COLOURS[k % len(_CLASS_COLOURS)], label=f"class {k} points")
+              for k in range(num_classes)]
+    regions = [Patch(color=cmap(k), label=f"predicted {k}") for k in range(num_classes)]
+    return [h for pair in zip(points, regions, strict=True) for h in pair]
+
+
+def boundary_epochs(config: Config, snapshots: dict[int, Params], hyper: Hyper,
+                    dataset: Dataset, path: str | os.PathLike) -> None:
+    """A strip of decision boundaries, one per epoch in `snapshots`, each titled with its
+    test accuracy: the network learning, from its first guess to the end; a legend says
+    which colour is which class."""
+    save(boundary_epochs_figure(config, snapshots, hyper, dataset), path)
+
+
+def first_layer_units_figure(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
+                             max_units: int = 32) -> tuple[Any, int]:
+    """The figure of `first_layer_units` (see there), not yet saved, and the units drawn."""
     x, y = np.asarray(dataset.x_train), np.asarray(dataset.y_train)
     # The unit sees scaled inputs x * s + t: w.(x s + t) + b = (s w).x + (b + t sum(w)).
     scale, shift = float(hyper.input_scale), float(hyper.input_shift)
@@ -179,8 +201,8 @@ def first_layer_units(config: Config, params: Params, hyper: Hyper, dataset: Dat
     cols = min(units, 8)
     rows = -(-units // cols)
     xs, ys, grid = plane_grid(x, steps=100)  # a half-plane each: coarse is enough
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.95 * rows + 0.9),
-                             squeeze=False)
+    fig = figure(1.9 * cols, 1.95 * rows + 1.0)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     act = ACTIVATIONS[config.activation]
@@ -197,13 +219,22 @@ def first_layer_units(config: Config, params: Params, hyper: Hyper, dataset: Dat
         ax.set(xlim=(xs[0], xs[-1]), ylim=(ys[0], ys[-1]), aspect="equal", xticks=[],
                yticks=[])
     shown = f"all {units}" if units == w.shape[1] else f"the first {units} of {w.shape[1]}"
-    fig.suptitle(f"{dataset.name}: what each first-layer unit computes ({shown}): "
-                 f"{config.activation}(w.x + b) over the plane (dark: large, each on its own "
-                 f"scale); red line: w.x + b = 0,\narrow: w, towards the side where w.x + b > 0; "
-                 f"title: the share of training points on that side", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.suptitle(wrap(f"{dataset.name}: what each first-layer unit computes ({shown}): "
+                      f"{config.activation}(w.x + b) over the plane (dark: large, each on its "
+                      f"own scale); red line: w.x + b = 0, arrow: w, towards the side where "
+                      f"w.x + b > 0; title: the share of training points on that side",
+                      fig.get_figwidth(), 9), fontsize=9)
+    return fig, units
+
+
+def first_layer_units(config: Config, params: Params, hyper: Hyper, dataset: Dataset,
+                      path: str | os.PathLike, max_units: int = 32) -> int:
+    """One panel per first-layer unit (the first `max_units`): its output act(w.x + b) over
+    the plane (dark: large), the line w.x + b = 0 where it switches, an arrow along w towards
+    the side where w.x + b > 0, and the share of training points on that side (a unit with 0%
+    on the positive side is dead on this data under relu). Returns the units drawn."""
+    fig, units = first_layer_units_figure(config, params, hyper, dataset, max_units)
+    save(fig, path)
     return units
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from jaxmlp import checkpoint, stats
 from jaxmlp.loop import steps_per_epoch
 from jaxmlp.plots import sweep as plots_sweep
+from jaxmlp.plots.layout import distinct_numbers
 from jaxmlp.probes import PROBE_EXAMPLES
 from jaxmlp.sweep.datasets import DataCache
 from jaxmlp.sweep.plan import Run
@@ -288,19 +289,20 @@ def write_outputs(
     text = summary_markdown(spec, summary, record, generic_findings(spec, summary))
     checkpoint.atomic_write_text(out / "summary.md", text)
     if plots:
-        write_plots(out, spec, runs, results)
+        write_plots(out, spec, runs, results, datasets)
 
 
 def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | None:
     """One panel label per variant for curves.png, grouping by the varied setting that leaves
     the fewest panels with at most `LINES_PER_PANEL` lines each; None when one panel is enough
-    (or no setting does it)."""
+    (or no setting does it). Numbers in the labels carry the digits that tell them apart."""
     if len(overrides) <= plots_sweep.LINES_PER_PANEL:
         return None
     fields = sorted({k for o in overrides for k, _ in o})
     best = None
     for f in fields:
-        labels = [next((f"{k}={format_value(v)}" for k, v in o if k == f), f"{f}: base")
+        text = _field_texts([v for o in overrides for k, v in o if k == f])
+        labels = [next((f"{k}={text[v]}" for k, v in o if k == f), f"{f}: base")
                   for o in overrides]
         sizes = [labels.count(x) for x in set(labels)]
         if 1 < len(sizes) and max(sizes) <= plots_sweep.LINES_PER_PANEL and (
@@ -309,8 +311,17 @@ def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | Non
     return best
 
 
+def _field_texts(values: Sequence[Any]) -> dict[Any, str]:
+    """How each value of one setting is written in a panel label: numbers rounded to the
+    digits that tell them apart (0.1/255 is 0.00039, not 0.000392157), others as in names."""
+    distinct = list(dict.fromkeys(values))
+    if distinct and all(isinstance(v, float) for v in distinct):
+        return dict(zip(distinct, distinct_numbers(distinct), strict=True))
+    return {v: format_value(v) for v in distinct}
+
+
 def write_plots(out: Path, spec: SweepSpec, runs: Sequence[Run],
-                results: Sequence[Mapping[str, Any]]) -> None:
+                results: Sequence[Mapping[str, Any]], datasets: DataCache) -> None:
     """curves.png (learning curves over seeds) and final_accuracy.png, per variant."""
     names = [v.name for v in spec.variants]
     by_variant = [[r for r in runs if r.variant == v] for v in range(len(names))]
@@ -320,9 +331,13 @@ def write_plots(out: Path, spec: SweepSpec, runs: Sequence[Run],
 
     finals = [np.asarray([results[r.index]["test_accuracy"][-1] for r in rs])
               for rs in by_variant]
-    plots_sweep.plot_curves(out / "curves.png", names, stack("train_loss"),
-                            stack("test_accuracy"), spec.name,
-                            panels_by([v.overrides for v in spec.variants]))
+    configs = [spec.config(v) for v in range(len(names))]
+    factors, loss_label = plots_sweep.loss_on_one_scale(
+        configs, [datasets.dataset(c)[0].num_classes for c in configs])
+    losses = [f * loss for f, loss in zip(factors, stack("train_loss"), strict=True)]
+    plots_sweep.plot_curves(out / "curves.png", names, losses, stack("test_accuracy"),
+                            spec.name, panels_by([v.overrides for v in spec.variants]),
+                            loss_label)
     plots_sweep.plot_final(out / "final_accuracy.png", names, finals, spec.name)
 
 
