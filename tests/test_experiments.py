@@ -2,8 +2,8 @@
 
 The scripts run in this process (`--smoke`, a hidden budget smaller than `--quick`) so that
 JAX starts once; `--quick` itself is timed in experiments/README.md. What is checked: the sweep
-outputs, the experiment's own extras, and that summary.md ends with generated findings, each a
-sentence with numbers in it.
+outputs, the experiment's own extras, and that summary.md ends with findings generated from the
+sweeps' numbers: rewritten with other numbers, every finding changes with them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _experiments import findings, load, run
+from _experiments import assert_findings_follow_numbers, findings, load, run
 
 from jaxmlp.plots import sweep as plots_sweep
 
@@ -51,6 +51,9 @@ def test_sweep_reduction(data_dir: Path, tmp_path: Path) -> None:
     assert "Adam" in text and "raw 0..255" in text
     # The lockstep control measured SGD sum at lr/B against mean at lr: bit-identical (B = 64).
     assert "stayed bit-identical" in text
+    # The lockstep comparisons are measured outside the sweeps, so their findings stand.
+    assert_findings_follow_numbers("sweep_reduction", tmp_path, data_dir, (
+        "SGD with sum over examples at lr", "Likewise mean over classes", "Yet Adam's"))
 
 
 def test_sweep_loss(data_dir: Path, tmp_path: Path) -> None:
@@ -59,6 +62,7 @@ def test_sweep_loss(data_dir: Path, tmp_path: Path) -> None:
     assert record["num_variants"] == 7 and record["num_groups"] == 7
     text = " ".join(findings(tmp_path))
     assert module.INTEGER in text and "sum-normalize + CE" in text
+    assert_findings_follow_numbers("sweep_loss", tmp_path, data_dir)
 
 
 def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
@@ -79,6 +83,7 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     # The experiment's own log counts what each invocation trained (its summary quotes it).
     invocations = json.loads((tmp_path / "experiment.json").read_text())["invocations"]
     assert [i["runs_trained"] for i in invocations] == [record["num_runs"], 0]
+    assert_findings_follow_numbers("sweep_lr", tmp_path, data_dir)
 
 
 def test_overfit_small(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,6 +110,7 @@ def test_overfit_small(data_dir: Path, tmp_path: Path, monkeypatch: pytest.Monke
         quoted = row[median]
         assert (f"{value:.0f}" == quoted if quoted[0].isdigit() else np.isnan(value)), row
     assert any("To 100% training accuracy on 10 images" in f for f in findings(tmp_path))
+    assert_findings_follow_numbers("overfit_small", tmp_path, data_dir)
 
 
 def test_sweep_init(data_dir: Path, tmp_path: Path) -> None:
@@ -115,7 +121,7 @@ def test_sweep_init(data_dir: Path, tmp_path: Path) -> None:
         assert (tmp_path / png).is_file()
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert "dead_units_final_mean" in summary[0] and "zero_outputs_init_mean" in summary[0]
-    findings(tmp_path)
+    assert_findings_follow_numbers("sweep_init", tmp_path, data_dir)
 
 
 @pytest.mark.parametrize("name", ["sweep_reduction", "sweep_loss", "sweep_lr", "overfit_small",
