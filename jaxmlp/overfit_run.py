@@ -5,19 +5,20 @@ and the plots."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxmlp import data
 from jaxmlp.config import Config, ConfigError, flag_name, positive_int, validate
-from jaxmlp.diagnostics import num, rows_from_train
+from jaxmlp.diagnostics import make_row, num
 from jaxmlp.loop import DeviceData, model_sizes
 from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_config
 from jaxmlp.plots import run as plotting
+from jaxmlp.probes import NORM_EVERY, summarize_epoch
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.rundir import OVERFIT, RunDir, default_folder, make_folder
 from jaxmlp.runner import load, with_defaults
@@ -97,12 +98,25 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
 
 def _overfit_report(config: Config, dev: DeviceData, num_classes: int, result: OverfitResult
                     ) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """The diagnostics rows and the report of a diagnosed overfit, whose steps count as one
-    epoch: row 0 is the initialisation, row 1 the end."""
-    sizes = model_sizes(config, dev.x_train.shape[1], num_classes)
-    one_epoch = jax.tree.map(lambda leaf: leaf[None], result.step_stats)
-    rows = rows_from_train(config, sizes, result.probe, one_epoch)
-    history = [{"epoch": 1, "train_loss": float(np.nanmean(result.loss)),
-                "train_accuracy": float(result.accuracy[-1]),
+    """The diagnostics rows and the report of a diagnosed overfit, run through the same rules
+    as a normal run's: row 0 is the initialisation (with the first step's gradients), row 1 the
+    end, its gradient and update statistics those of the last steps (`_tail`): at a large
+    learning rate the first step can be thousands of times larger than the rest, and a mean
+    over every step would stand for the start, not the end."""
+    shapes = list(itertools.pairwise(model_sizes(config, dev.x_train.shape[1], num_classes)))
+    probe = lambda i: jax.tree.map(lambda leaf: leaf[i], result.probe)
+    end = summarize_epoch(jax.tree.map(lambda leaf: leaf[_tail(len(result.loss)):],
+                                       result.step_stats))
+    rows = [make_row(0, config, shapes, probe(0), grad_norm=result.step_stats.grad_norm[0]),
+            make_row(1, config, shapes, probe(1), end, steps=len(result.loss))]
+    history = [{"epoch": 1, "train_loss": num(result.loss[-1]),
+                "train_accuracy": num(result.accuracy[-1]), "examples": result.examples,
                 "step_loss": [num(v) for v in result.loss]}]
-    return rows, diagnose(config, rows, history, num_classes)
+    return rows, diagnose(config, rows, history, num_classes, overfit=True)
+
+
+def _tail(steps: int) -> int:
+    """Where the last tenth of `steps` steps begins (at least the last 10 measured ones), on a
+    step whose norms were measured (every NORM_EVERY-th)."""
+    length = max(10 * NORM_EVERY, steps // 10)
+    return max(0, (steps - length) // NORM_EVERY * NORM_EVERY)

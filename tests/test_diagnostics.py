@@ -168,7 +168,8 @@ def test_report_flags_large_updates_and_collapse() -> None:
     findings = report.diagnose(config, [row], history)
     assert {"large_updates", "collapsed"} <= codes(findings)
     collapsed = next(f for f in findings if f.code == "collapsed")
-    assert "loss fell from 3 to 1.5 while test accuracy stayed at 11%" in collapsed.message
+    assert ("loss fell from 3 to 1.5 (a network that ignores its input scores 2.3) while test "
+            "accuracy stayed at 11%") in collapsed.message
     calm = dict(row, top_class_share=0.2, layers=[dict(layer, layer=1, update_ratio=1e-3)] * 2)
     good = [dict(h, test_accuracy=0.9, train_accuracy=0.9) for h in history]
     assert report.diagnose(config, [calm], good) == []

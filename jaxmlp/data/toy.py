@@ -86,25 +86,32 @@ def blobs(n: int, seed: int, std: float = 0.4) -> Points:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Toy:
+class Toy:
     make: Callable[[int, int], Points]
     classes: int
     words: str  # what the points are, for the data set's source line
+    layout: str  # where the classes lie, in a learner's words
+    linear: bool  # whether straight lines (a network with no hidden layer) can separate them
 
 
-_TOYS = {
-    "spirals": _Toy(spirals, 3, "3 spiral arms, 1 turn each, noise std 0.05 (numpy)"),
-    "moons": _Toy(moons, 2, "scikit-learn make_moons, noise 0.1"),
-    "circles": _Toy(circles, 2, "scikit-learn make_circles, noise 0.08, factor 0.5"),
-    "xor": _Toy(xor, 2, "uniform in [-1, 1]^2, class = same sign, noise std 0.03 (numpy)"),
-    "blobs": _Toy(blobs, 3, "scikit-learn make_blobs, 3 fixed centres, std 0.4"),
+TOYS = {
+    "spirals": Toy(spirals, 3, "3 spiral arms, 1 turn each, noise std 0.05 (numpy)",
+                   "three interleaved spiral arms", False),
+    "moons": Toy(moons, 2, "scikit-learn make_moons, noise 0.1",
+                 "two interleaving half circles", False),
+    "circles": Toy(circles, 2, "scikit-learn make_circles, noise 0.08, factor 0.5",
+                   "a ring around a disc", False),
+    "xor": Toy(xor, 2, "uniform in [-1, 1]^2, class = same sign, noise std 0.03 (numpy)",
+               "opposite quadrants, as in xor", False),
+    "blobs": Toy(blobs, 3, "scikit-learn make_blobs, 3 fixed centres, std 0.4",
+                 "three separate clusters", True),
 }
-assert tuple(_TOYS) == TOY_DATASETS, "config.TOY_DATASETS and the generators here must agree"
+assert tuple(TOYS) == TOY_DATASETS, "config.TOY_DATASETS and the generators here must agree"
 
 
 def toy_points(name: str, n: int, seed: int) -> Points:
     """`n` points of toy data set `name` from `seed`, as float32 (n, 2) and int32 labels."""
-    x, y = _TOYS[name].make(n, seed)
+    x, y = TOYS[name].make(n, seed)
     return np.asarray(x, np.float32), np.asarray(y, np.int32)
 
 
@@ -114,7 +121,7 @@ def load_toy(name: str, seed: int = 0, source: str = "auto") -> Dataset:
         raise DataError(f"{name} is generated on the spot, not found: use source 'auto', not "
                         f"{source!r}.")
     x, y = toy_points(name, TOY_TRAIN + TOY_TEST, seed)
-    toy = _TOYS[name]
+    toy = TOYS[name]
     words = (f"generated: {toy.words}; data seed {seed}; {TOY_TRAIN} train / {TOY_TEST} test "
              f"points in the plane, {toy.classes} classes")
     return Dataset(name, x[:TOY_TRAIN], y[:TOY_TRAIN], x[TOY_TRAIN:], y[TOY_TRAIN:], words,

@@ -41,6 +41,7 @@ from jaxmlp.report.base import (
     layer_values,
 )
 from jaxmlp.report.outcome import accuracy, negative_predictions
+from jaxmlp.report.progress import gradients_stopped, loss_plateau, uniform_guess
 from jaxmlp.report.signal import (
     constant_outputs,
     dead_units,
@@ -54,21 +55,24 @@ from jaxmlp.report.signal import (
 )
 
 # The findings about the gradients; the first one found titles gradient_norms.png.
-GRADIENT_FINDINGS = ("nonfinite", "exploded", "vanishing_gradients", "exploding_gradients")
+GRADIENT_FINDINGS = ("nonfinite", "exploded", "loss_spike", "vanishing_gradients",
+                     "exploding_gradients", "gradients_stopped")
 
 RULES: tuple[Rule, ...] = (
-    nonfinite, exploded, input_scale, dead_units, saturated_units, gradient_ratio, update_size,
-    zero_outputs, constant_outputs, negative_predictions, accuracy,
+    nonfinite, exploded, input_scale, dead_units, saturated_units, gradients_stopped,
+    gradient_ratio, update_size, zero_outputs, constant_outputs, negative_predictions,
+    loss_plateau, accuracy,
 )
 
 
 def diagnose(config: Config, rows: Sequence[dict[str, Any]],
              history: Sequence[dict[str, Any]] = (), num_classes: int = 10,
-             rules: Sequence[Rule] = RULES) -> list[Finding]:
-    """Read the diagnostics rows (and the per-epoch metrics) and say what looks wrong."""
+             rules: Sequence[Rule] = RULES, overfit: bool = False) -> list[Finding]:
+    """Read the diagnostics rows (and the per-epoch metrics) and say what looks wrong.
+    `overfit`: the rows and history of `--overfit N` (see `Context.overfit`)."""
     if not rows:
         return []
-    ctx = Context(config, rows, history, num_classes)
+    ctx = Context(config, rows, history, num_classes, overfit)
     found: list[Finding] = []
     for rule in rules:
         found.extend(rule(ctx, found))
@@ -124,4 +128,5 @@ __all__ = [
     "Rule",
     "diagnose",
     "format_report",
+    "uniform_guess",
 ]

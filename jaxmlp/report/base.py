@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmlp.config import Config
+from jaxmlp.config import TOY_DATASETS, Config
+from jaxmlp.data.toy import TOYS
 from jaxmlp.diagnostics import unpack_mask
 
 # --- thresholds: every judgement in the report is one of these numbers ---------------------------
@@ -63,6 +64,17 @@ HUGE_GRADIENT = 1e6
 # size, so that a layer's pre-activations start with a std of about 1. Layer 1's std at
 # initialisation above this means its inputs (or its weights) are far too large.
 LARGE_PRE_STD = 10.0
+# "The gradients stopped": every layer's gradient norm below this fraction of its parameters'
+# norm, from some epoch to the end: even a learning rate of 1 would move the weights by less
+# than a millionth of their size. A network that learns has 1e-3 or more (the default run ends
+# near 1e-2); the notes' own setup at lr 1 stopped at 2e-8 to 2e-7.
+GRADIENT_STOPPED = 1e-6
+# Outputs this large (the mean of the last layer's outputs, in magnitude) make --output
+# sum_normalize's o_k / sum(o) insensitive to every weight: its gradient is divided by the sum.
+HUGE_OUTPUTS = 1e3
+# "A plateau at the uniform guess": the last epoch's median step loss within this fraction of
+# what predicting 1/K for every class scores (`losses.uniform_guess_loss`).
+PLATEAU_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,9 @@ class Context:
     rows: Sequence[dict[str, Any]]  # diagnostics.jsonl, epoch 0 first
     history: Sequence[dict[str, Any]]  # metrics.jsonl (finished epochs)
     num_classes: int
+    # An --overfit report: its "accuracy" is on the N examples it fits, its rows the
+    # initialisation and the end (the last steps' gradients).
+    overfit: bool = False
 
     @property
     def last(self) -> dict[str, Any]:
@@ -107,8 +122,11 @@ def codes_of(found: Sequence[Finding]) -> set[str]:
     return {f.code for f in found}
 
 
-def when(epoch: int) -> str:
-    return "at initialisation," if epoch == 0 else f"at epoch {epoch},"
+def when(epoch: int, ctx: Context | None = None) -> str:
+    """'at epoch 3,'; an --overfit report has one row after initialisation: 'at the end,'."""
+    if epoch == 0:
+        return "at initialisation,"
+    return "at the end," if ctx is not None and ctx.overfit else f"at epoch {epoch},"
 
 
 def lr_hint(config: Config) -> str:
@@ -116,10 +134,27 @@ def lr_hint(config: Config) -> str:
             f"{config.learning_rate / 10:g})")
 
 
+def inputs_scaled(config: Config) -> bool:
+    """Whether --input-scale applies: the 2-D toy sets' points are used as they are."""
+    return config.dataset not in TOY_DATASETS
+
+
+def cannot_separate(ctx: Context) -> str | None:
+    """Why a network with no hidden layer cannot fit this data set, when it cannot: in words,
+    with the fix."""
+    toy = TOYS.get(ctx.config.dataset or "")
+    if ctx.config.hidden or toy is None or toy.linear:
+        return None
+    return (f"with no hidden layer the network draws straight lines between the classes, and "
+            f"{ctx.config.dataset}'s classes ({toy.layout}) cannot be cut apart by straight lines:"
+            f" the network lacks the capacity, whatever the learning rate; add hidden layers "
+            f"(--hidden 16 16)")
+
+
 def step_causes(config: Config) -> list[str]:
     """What in the configuration makes the steps large, in words."""
     causes = []
-    if config.input_scale == "raw":
+    if config.input_scale == "raw" and inputs_scaled(config):
         causes.append("the inputs are raw 0..255 (the first layer's gradient is ~255x larger)")
     if config.learning_rate >= LARGE_LR.get(config.optimizer, math.inf):
         causes.append(f"lr={config.learning_rate:g} is large for {config.optimizer}")
@@ -133,7 +168,7 @@ def step_causes(config: Config) -> list[str]:
 def step_fixes(config: Config) -> list[str]:
     """The flags that make the steps smaller, one per cause `step_causes` can name."""
     fixes = []
-    if config.input_scale == "raw":
+    if config.input_scale == "raw" and inputs_scaled(config):
         fixes.append("--input-scale unit")
     if config.example_reduction == "sum" and config.optimizer != "adam":
         fixes.append("--example-reduction mean")

@@ -30,6 +30,7 @@ from jaxmlp.report.base import (
     Finding,
     codes_of,
     dead_since,
+    inputs_scaled,
     layer_values,
     lr_hint,
     step_causes,
@@ -80,12 +81,17 @@ def _loss_blowup(ctx: Context) -> tuple[float, float, int | None] | None:
 
 def exploded(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     """The weights or the loss blew up without (yet) going NaN: say by how much and since when,
-    so that the rules after this one do not read the overflowing numbers as something else."""
+    so that the rules after this one do not read the overflowing numbers as something else. A
+    loss that spiked and came back down, with the weights in range, is a spike the run
+    recovered from (`_spike`)."""
     if "nonfinite" in codes_of(found):
         return []
     growth, loss = _growth(ctx.rows), _loss_blowup(ctx)
     if growth is None and loss is None:
         return []
+    end = ctx.history[-1].get("train_loss") if ctx.history else None
+    if growth is None and end is not None and end < EXPLODED_LOSS * loss[0]:
+        return [_spike(ctx, loss, end)]
     parts = []
     if growth is not None:
         factor, layer, epoch, norm = growth
@@ -103,6 +109,26 @@ def exploded(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     return [Finding("exploded", message, "try " + " or ".join(step_fixes(ctx.config)))]
 
 
+def _spike(ctx: Context, loss: tuple[float, float, int | None], end: float) -> Finding:
+    """A loss that exploded and recovered: the loss itself is the likelier cause when it is not
+    softmax cross-entropy (sum_normalize's o_k / sum(o) explodes wherever the sum passes near
+    0), and a smaller learning rate only slows such a run down, so that advice comes second."""
+    start, worst, step = loss
+    config = ctx.config
+    text = (f"the training loss spiked from {start:.3g} to {worst:.2g}"
+            + (f" (above {EXPLODED_LOSS:g}x its start from step {step})" if step else "")
+            + f" and came back down to {end:.3g} by the end: an explosion the run recovered "
+            "from")
+    fixes = step_fixes(config)
+    if config.output != "softmax" or config.error != "cross_entropy":
+        why = (": o_k / sum(o) explodes wherever the sum of the outputs passes near 0"
+               if config.output == "sum_normalize" else "")
+        text += f"; the loss (--output {config.output} --error {config.error}) is the likelier "
+        text += f"cause{why}"
+        fixes = ["--output softmax --error cross_entropy first", *fixes]
+    return Finding("loss_spike", text, "try " + ", then ".join(fixes))
+
+
 def input_scale(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     """What reaches the first layer, at initialisation: its pre-activations' spread against the
     ~1 the initialisation schemes are built for."""
@@ -110,7 +136,7 @@ def input_scale(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     pre = row["layers"][0].get("pre_std") if row["epoch"] == 0 else None
     if pre is None or pre <= LARGE_PRE_STD:
         return []
-    if config.input_scale == "raw":
+    if config.input_scale == "raw" and inputs_scaled(config):
         cause, fix = ("the inputs are raw 0..255 pixels, 255 times what the scheme assumes",
                       "--input-scale unit (divide by 255) or standardize")
     else:
@@ -137,7 +163,8 @@ def dead_units(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
                 f"{STUCK_SHARE:.0%} of the probe examples, so their weights get almost no "
                 f"gradient)")
         if since is not None:
-            text += (" since initialisation" if since == 0 else f" since epoch {since}")
+            text += (" since initialisation" if since == 0 else
+                     " by the end" if ctx.overfit else f" since epoch {since}")
         causes = step_causes(config)
         if since == 0:
             causes.append(f"they were dead from the start (--init {config.init}, "
@@ -158,8 +185,9 @@ def saturated_units(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
         f"{frac:.0%} of layer-{i + 1} units are saturated ({ctx.config.activation} in its flat "
         f"part for >= {STUCK_SHARE:.0%} of examples, slope < {FLAT_SLOPE:.0%} of its "
         f"maximum): little gradient passes through them",
-        "try smaller inputs to the layer (--input-scale unit or standardize, a smaller "
-        "--init-scale) or --activation relu")
+        "try smaller inputs to the layer (" + ("--input-scale unit or standardize, "
+                                               if inputs_scaled(ctx.config) else "")
+        + "a smaller --init-scale) or --activation relu")
         for i, frac in enumerate(layer_values(ctx.last, "saturated"))
         if frac is not None and frac >= SATURATED_WARN]
 
@@ -186,7 +214,7 @@ def _vanishing(ctx: Context, found: Sequence[Finding], low: tuple, now: tuple) -
         fixes = ["fixing those first"]
     else:
         why[-1] += f", {n_layers - 1} times over"
-    text = (f"{when(epoch)} the gradient norm of layer 1 was {ratio:.0e} of layer "
+    text = (f"{when(epoch, ctx)} the gradient norm of layer 1 was {ratio:.0e} of layer "
             f"{n_layers}'s ({g[0]:.1e} vs {g[-1]:.1e}): vanishing gradients; " + " and ".join(why))
     if now[0] != epoch:
         text += f" (at epoch {now[0]}: {now[1]:.0e})"
@@ -196,6 +224,8 @@ def _vanishing(ctx: Context, found: Sequence[Finding], low: tuple, now: tuple) -
 def gradient_ratio(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     """Vanishing / exploding: layer 1's gradient relative to the last layer's, at the epoch
     where it was most extreme (often the initialisation; adam can partly recover later)."""
+    if "gradients_stopped" in codes_of(found):  # every layer, not one against another
+        return []
     ratios = [(r["epoch"], layer_values(r, "grad_norm")) for r in ctx.rows]
     ratios = [(e, g[0] / g[-1], g) for e, g in ratios
               if ctx.num_layers > 1 and all(v is not None and v > 0 for v in g)]
@@ -207,7 +237,7 @@ def gradient_ratio(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     if high[1] > EXPLODING_RATIO:
         return [Finding(
             "exploding_gradients",
-            f"{when(high[0])} the gradient norm of layer 1 was {high[1]:.0e} times layer "
+            f"{when(high[0], ctx)} the gradient norm of layer 1 was {high[1]:.0e} times layer "
             f"{ctx.num_layers}'s: gradients grow on the way back (exploding)",
             "try a smaller --init-scale or --init he/glorot, or " + lr_hint(ctx.config))]
     return []
@@ -229,7 +259,8 @@ def update_size(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
             f"a step changes layer {k_hi}'s weights by {hi:.0%} of their size on average (at "
             f"the peak epoch; healthy is ~0.1%): the learning rate is too large",
             "try " + lr_hint(ctx.config))]
-    if hi < UPDATE_RATIO_LOW and "exploded" not in codes_of(found):
+    # Tiny because the gradients stopped, not because of the learning rate: said above.
+    if hi < UPDATE_RATIO_LOW and not codes_of(found) & {"exploded", "gradients_stopped"}:
         return [Finding(
             "tiny_updates",
             f"even at its peak a step changes the weights by at most {hi:.0e} of their "
