@@ -136,6 +136,24 @@ def test_check_prints_the_mistake_and_its_fix(default_case: Path, tmp_path: Path
     assert "fix: multiply by act'(z)" in words
 
 
+def test_check_prints_each_cause_of_an_ambiguous_factor(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """2 classes with a class mean: a gradient accumulated twice is 2 x, as is a missing
+    1/K. The report lists both, each with its fix, and what tells them apart."""
+    folder = tmp_path / "two"
+    case = write_case(folder, capsys, classes=2, class_reduction="mean")
+    spec = spec_of(folder)
+    mine = ln.Learner(passes=2)(case, spec.config)
+    path = save_json(tmp_path / "m.json", {k: v for k, v in mine.items()
+                                           if k.startswith("grad.layer")})
+    code, out, _ = run(["check", str(folder), str(path)], capsys)
+    words = " ".join(out.split())
+    assert code == 1
+    assert "likely mistake: yours is exactly 2 x the case's, which fits 2 mistakes" in words
+    assert "- gradients accumulated across passes" in words and "the 1/K = 1/2" in words
+    assert words.count("fix: ") == 2 and "to tell them apart: write a case" in words
+
+
 def test_after_step_loss_is_checked_and_a_stale_one_named(
         default_case: Path, capsys: pytest.CaptureFixture) -> None:
     case, spec = load(default_case), spec_of(default_case)

@@ -24,7 +24,7 @@ respect to the intermediate. The tests check that its loss and parameter gradien
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -108,18 +108,20 @@ class CaseSpec:
         return cls(config, d["examples"], d["inputs"], d.get("classes", legacy))
 
 
-def write_flags(spec: CaseSpec) -> list[str]:
-    """The `write` flags that give `spec`: those that differ from the defaults."""
+def write_flags(spec: CaseSpec, always: Collection[str] = ()) -> list[str]:
+    """The `write` flags that give `spec`: those that differ from the defaults, and `always`."""
     default = CaseSpec()
     flags = []
     for name in CASE_FIELDS:
         value = getattr(spec.config, name)
-        if value != getattr(CASE_CONFIG, name):
-            words = [str(v) for v in value] if name == "hidden" else [str(value)]
+        if value != getattr(CASE_CONFIG, name) or name in always:
+            words = [str(v) for v in value] if name == "hidden" else [f"{value:g}" if
+                                                                       isinstance(value, float)
+                                                                       else str(value)]
             flags += [flag_name(name), *words]
     for name in ("examples", "inputs", "classes"):
         value = getattr(spec, name)
-        if value != getattr(default, name) and value is not None:
+        if (value != getattr(default, name) or name in always) and value is not None:
             flags += [flag_name(name), str(value)]
     return flags
 

@@ -146,9 +146,10 @@ def _step_findings(key: str, c: float | None, case: Case, spec: CaseSpec) -> lis
     found = [Finding("learning_rate", f"the learning rate is {c:.4g}, where this case's is "
                      f"{lr:g}", f"step with the case's learning rate, {lr:g}")]
     grad_key, r = "grad." + key.removeprefix("after_step."), c / lr
+    # The learning rate folded into a gradient leaves the step right: no cause of a step.
     return found + [f._replace(says=f"the gradient is {factors.number(r)} x the case's: {f.says}")
                     for f in _factor_findings(grad_key, r, case, spec)
-                    if not f.name.startswith("sign")]
+                    if not f.name.startswith("sign") and f.name != "times_learning_rate"]
 
 
 def _scale_finding(key: str, c: float) -> Finding:
@@ -163,14 +164,23 @@ def _scale_finding(key: str, c: float) -> Finding:
                    f"factor is wrong{passes}", f"look for a missing or extra factor in {key}")
 
 
-def _weighed(key: str, found: list[Finding], given: Collection[str]) -> list[Finding]:
-    """`found`, less what the learner's other numbers rule out, each name once. Those numbers
-    matched (they come before `key`): a bias gradient whose layer's weight gradient matched is
-    wrong in the bias alone; a step whose gradient matched is wrong in the step alone."""
+def _param(key: str) -> bool:
+    """A parameter's gradient or step (grad.layer2.w, after_step.layer1.b)."""
+    return key.startswith(("grad.layer", "after_step.layer")) and key[-2:] in (".w", ".b")
+
+
+def _weighed(key: str, found: list[Finding], matched: Collection[str]) -> list[Finding]:
+    """`found`, less what the learner's matching numbers rule out, each name once. A constant
+    factor changes every parameter's gradient (and step) alike: not the cause where another
+    parameter's matched. A bias gradient or step whose weight's matched is wrong in the bias
+    alone; a step whose gradient matched, in the step alone."""
     name = key.removeprefix("after_step.").removeprefix("grad.")
-    if key.startswith("grad.") and key.endswith(".b") and f"grad.{name[:-2]}.w" in given:
+    kind = key.split(".")[0]
+    if _param(key) and any(_param(m) and m.split(".")[0] == kind for m in matched):
+        found = [f for f in found if not f.factor]
+    if key.endswith(".b") and _param(key) and f"{kind}.{name[:-2]}.w" in matched:
         found = [f for f in found if f.name in mistakes.BIAS_MISTAKES]
-    if key.startswith("after_step.") and f"grad.{name}" in given:
+    if kind == "after_step" and f"grad.{name}" in matched:
         found = [f for f in found if f.name in mistakes.STEP_MISTAKES]
     return list({f.name: f for f in found}.values())
 
@@ -196,10 +206,10 @@ def _tell_apart(key: str, found: list[Finding], case: Case, spec: CaseSpec) -> s
 
 
 def diagnose(key: str, yours: np.ndarray, case: Case, spec: CaseSpec,
-             given: Collection[str] = ()) -> list[Finding]:
-    """The classic mistakes that would produce `yours` at `key`, given which other quantities
-    the learner gave (and which therefore matched): one finding, one that lists several where
-    the numbers fit more than one mistake, or none."""
+             matched: Collection[str] = ()) -> list[Finding]:
+    """The classic mistakes that would produce `yours` at `key`, given which of the learner's
+    other quantities matched the case: one finding, one that lists several where the numbers
+    fit more than one mistake, or none."""
     if not np.all(np.isfinite(yours)):
         return [Finding("not_finite", f"your {key} holds NaN or infinite values: a log of 0, a "
                         f"division by 0 or an overflow (exp of a large number) upstream",
@@ -218,10 +228,9 @@ def diagnose(key: str, yours: np.ndarray, case: Case, spec: CaseSpec,
         diagnosed = (mistakes.backward_findings if key.startswith("grad.")
                      else mistakes.forward_findings)
         found = diagnosed(key, yours, case, config, matches) + scaled
-    found = _weighed(key, found, given)
+    found = _weighed(key, found, matched)
     if len(found) > 1:
-        return [Finding("ambiguous", f"{what or f'your {key} is what each of these gives'}, "
-                        f"which fits {len(found)} mistakes in this case",
+        return [Finding("ambiguous", what or f"your {key} is what each of these gives",
                         _tell_apart(key, found, case, spec), causes=tuple(found))]
     if found and (found[0].factor or found[0].name == "learning_rate"):
         return [found[0]._replace(says=f"{what}: {found[0].says}")]
@@ -239,7 +248,8 @@ def compare(case: Case, yours: dict[str, np.ndarray], spec: CaseSpec) -> Compari
         else:
             results.append(KeyResult(key, section, False, 0.0, 0, (), 0.0, 0.0))
     first = next((r for r in results if r.given and not r.ok), None)
-    findings = diagnose(first.key, yours[first.key], case, spec, set(yours)) if first else []
+    matched = [r.key for r in results if r.given and r.ok]
+    findings = diagnose(first.key, yours[first.key], case, spec, matched) if first else []
     return Comparison(results, first, findings)
 
 

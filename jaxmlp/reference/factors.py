@@ -127,9 +127,11 @@ def forward_factors(key: str, n: int, k: int, config: Config) -> list[Factor]:
 
 
 def factors_at(key: str, n: int, k: int, lr: float, config: Config) -> list[Factor]:
-    if key.startswith("grad."):
-        return gradient_factors(key, n, k, lr, config)
-    return forward_factors(key, n, k, config)
+    """The causes that can show at `key`, less those whose factor is 1 (1/N with one
+    example, a learning rate of 1): those change nothing."""
+    found = (gradient_factors(key, n, k, lr, config) if key.startswith("grad.")
+             else forward_factors(key, n, k, config))
+    return [f for f in found if not same(f.value, 1.0)]
 
 
 def same(a: float, b: float) -> bool:
@@ -173,11 +175,14 @@ def tell_apart(key: str, names: list[str], case_shape: tuple[int, int], spec: Ca
             continue
         values = [table[name].value for name in names]
         if all(not same(a, b) for a, b in itertools.combinations(values, 2)):
-            there = ", ".join(f"{table[name].label} {number(table[name].value)} x"
+            there = ", ".join(f"{table[name].label} gives {number(table[name].value)} x"
                               for name in names)
-            flags = " ".join(write_flags(_other_case(spec, n, k, lr)))
-            return (f"write a case where they differ, python -m jaxmlp.reference write OTHER "
-                    f"{flags}".rstrip() + f", and check yours against it: there {there}")
+            changed = [name for name, now, was in (
+                ("examples", n, case_shape[0]), ("classes", k, case_shape[1]),
+                ("learning_rate", lr, config.learning_rate)) if now != was]
+            flags = " ".join(write_flags(_other_case(spec, n, k, lr), always=changed))
+            return (f"write a case where they differ (python -m jaxmlp.reference write OTHER "
+                    f"{flags}) and check yours against it: there {there}")
     return None
 
 

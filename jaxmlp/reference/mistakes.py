@@ -31,8 +31,9 @@ Matches = Callable[[np.ndarray, np.ndarray], bool]
 
 class Finding(NamedTuple):
     """A recognised mistake: its name, what it is in plain words, and how to fix it. An
-    ambiguous one (name "ambiguous") lists the mistakes that fit in `causes` and says in `fix`
-    what tells them apart; `factor` names a constant-factor cause (`factors.FACTORS`)."""
+    ambiguous one (name "ambiguous") says what the numbers show, lists the mistakes that fit in
+    `causes` and says in `fix` what tells them apart; `factor` names a constant-factor cause
+    (`factors.factors_at`)."""
 
     name: str
     says: str

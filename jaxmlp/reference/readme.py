@@ -198,7 +198,7 @@ def _factors_text(case: Case, spec: CaseSpec) -> list[str]:
     """Why the case's sizes matter to `check`: the factors of the classic mistakes, and any
     two that coincide in this case."""
     n, k = case["t"].shape
-    table = factors.gradient_factors("grad.layer1.w", n, k, spec.config.learning_rate,
+    table = factors.factors_at("grad.layer1.w", n, k, spec.config.learning_rate,
                                      spec.config)
     listed = "; ".join(f"{f.label}: {factors.number(f.value)} x" for f in table)
     clashes = [(a, b) for a, b in itertools.combinations(table, 2)

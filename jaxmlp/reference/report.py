@@ -61,8 +61,9 @@ def _finding_lines(f: Finding) -> list[str]:
         return (textwrap.wrap(f"likely mistake: {f.says}", WIDTH, subsequent_indent="  ")
                 + textwrap.wrap(f"fix: {f.fix}", WIDTH, initial_indent="  ",
                                 subsequent_indent="    "))
-    lines = textwrap.wrap(f"more than one mistake fits: {f.says}, so this check names none "
-                          f"of them alone:", WIDTH, subsequent_indent="  ")
+    lines = textwrap.wrap(f"likely mistake: {f.says}, which fits {len(f.causes)} mistakes in "
+                          f"this case; these numbers alone cannot tell which:", WIDTH,
+                          subsequent_indent="  ")
     for cause in f.causes:
         lines += textwrap.wrap(f"- {cause.says}", WIDTH, initial_indent="  ",
                                subsequent_indent="    ")
