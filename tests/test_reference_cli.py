@@ -161,6 +161,10 @@ def test_after_step_loss_is_checked_and_a_stale_one_named(
     result = compare(case, {"after_step.loss": case["loss"]}, spec)
     assert result.first.key == "after_step.loss"
     assert [f.name for f in result.findings] == ["loss_before_step"]
+    uphill = ln.Learner({"sgd": ln.step_uphill})(case, spec.config)
+    result = compare(case, {"after_step.loss": uphill["after_step.loss"]}, spec)
+    assert [f.name for f in result.findings] == ["step_uphill"]
+    assert float(uphill["after_step.loss"]) > float(case["loss"]) > float(case["after_step.loss"])
 
 
 # --- write: the files -----------------------------------------------------------------------------
@@ -253,7 +257,8 @@ def test_the_help_says_where_the_case_flags_and_limits_are(capsys: pytest.Captur
 
 
 REFUSED = {
-    "too many layers": (["--hidden", *["2"] * (MAX_HIDDEN_LAYERS + 1)], "--hidden gives 5"),
+    "too many layers": (["--hidden", *["2"] * (MAX_HIDDEN_LAYERS + 1)],
+                        f"--hidden gives 5 hidden layers, at most {MAX_HIDDEN_LAYERS} fit"),
     "too wide": (["--hidden", "100000", "100000"], "--hidden (every width) must be a whole "
                                                      f"number from 1 to {MAX_WIDTH}"),
     "zero width": (["--hidden", "0"], "--hidden (every width)"),

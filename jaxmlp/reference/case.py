@@ -128,11 +128,11 @@ def write_flags(spec: CaseSpec, always: Collection[str] = ()) -> list[str]:
 
 def _whole_number(value: Any, flag: str, low: int, high: int, why: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{flag} must be a whole number from {low} to {high}{why}, got "
-                          f"{value!r}")
+        raise ConfigError(f"{flag} must be a whole number from {low} to {high}, got "
+                          f"{value!r}{why}")
 
 
-SMALL = " (a worked case is read and typed by hand; python -m jaxmlp.train trains big ones)"
+SMALL = ": a worked case is read and typed by hand (python -m jaxmlp.train trains big ones)"
 
 
 def validate_spec(spec: CaseSpec) -> CaseSpec:
@@ -140,8 +140,8 @@ def validate_spec(spec: CaseSpec) -> CaseSpec:
     project's own checks (`config.validate`), then the case's limits."""
     validate(spec.config)
     if len(spec.config.hidden) > MAX_HIDDEN_LAYERS:
-        raise ConfigError(f"--hidden gives {len(spec.config.hidden)} hidden layers; a worked "
-                          f"case takes at most {MAX_HIDDEN_LAYERS}{SMALL}")
+        raise ConfigError(f"--hidden gives {len(spec.config.hidden)} hidden layers, at most "
+                          f"{MAX_HIDDEN_LAYERS} fit{SMALL}")
     for width in spec.config.hidden:
         _whole_number(width, "--hidden (every width)", 1, MAX_WIDTH, SMALL)
     _whole_number(spec.examples, "--examples", 1, MAX_EXAMPLES, SMALL)

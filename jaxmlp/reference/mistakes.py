@@ -311,6 +311,24 @@ def backward_findings(key: str, yours: np.ndarray, case: Case, config: Config,
     return list(found.values())
 
 
+def _loss_after_findings(yours: np.ndarray, case: Case, config: Config, matches: Matches
+                         ) -> list[Finding]:
+    """The loss after the step: the loss before it (no step, or no new forward pass), or the
+    loss after a step uphill."""
+    if matches(yours, case["loss"]):
+        return [Finding("loss_before_step", "yours is the loss before the step: the parameters "
+                        "did not change, or the loss was not computed again after the step",
+                        "step every parameter, then run the forward pass again with the "
+                        "stepped ones (after_step.layer1.w, ...) and take its loss")]
+    layers = num_layers_of(case)
+    uphill = [{kind: case[f"layer{at}.{kind}"] + config.learning_rate
+               * case[f"grad.layer{at}.{kind}"] for kind in ("w", "b")}
+              for at in range(1, layers + 1)]
+    if matches(yours, np.asarray(numpy_mlp.loss(uphill, case["x"], case["y"], config))):
+        return [finding("step_uphill")]
+    return []
+
+
 def forward_findings(key: str, yours: np.ndarray, case: Case, config: Config,
                      matches: Matches) -> list[Finding]:
     """Forward-pass mistakes that reproduce `yours` at `key`."""
@@ -323,11 +341,7 @@ def forward_findings(key: str, yours: np.ndarray, case: Case, config: Config,
                         "t is the one-hot rows of y: t = np.eye(K)[y]" if config.targets ==
                         "onehot" else "with integer targets t is the label itself: y[:, None]")]
     if key == "after_step.loss":
-        if matches(yours, case["loss"]):
-            return [Finding("loss_before_step", "yours is the loss before the step",
-                            "run the forward pass again with the stepped parameters "
-                            "(after_step.layer1.w, ...) and take its loss")]
-        return []
+        return _loss_after_findings(yours, case, config, matches)
     found: dict[str, Finding] = {}
     for f, values in _forward_mistakes(case, config):
         value = values.get(key)
