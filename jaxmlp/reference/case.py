@@ -24,6 +24,7 @@ respect to the intermediate. The tests check that its loss and parameter gradien
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -301,6 +302,19 @@ def _shapes(x: np.ndarray, k: int, hidden: tuple[int, ...]) -> dict[str, tuple[i
     return shapes
 
 
+@functools.partial(jax.jit, static_argnums=4)
+def _computed(params: list[dict[str, jax.Array]], zeros: dict[str, jax.Array], x: jax.Array,
+              t: jax.Array, config: Config) -> tuple[Any, ...]:
+    """Every intermediate, the gradients of the loss with respect to them and to the
+    parameters, the stepped parameters and the loss after the step: one compiled program per
+    case shape (op by op, a new shape compiled each operation apart, several times slower)."""
+    (g_params, g_values), values = jax.grad(_chain, argnums=(0, 1), has_aux=True)(
+        params, zeros, x, t, config)
+    stepped = jax.tree.map(lambda p, g: p - config.learning_rate * g, params, g_params)
+    loss_after, _ = _chain(stepped, zeros, x, t, config)
+    return values, g_params, g_values, stepped, loss_after
+
+
 def compute_case(x: np.ndarray, y: np.ndarray, num_classes: int, spec: CaseSpec) -> Case:
     """Every number of the case, float64 (labels int64), keyed and ordered as `all_names`."""
     config = spec.config
@@ -309,12 +323,9 @@ def compute_case(x: np.ndarray, y: np.ndarray, num_classes: int, spec: CaseSpec)
     with jax.enable_x64(True):
         t = losses.targets(jnp.asarray(y), config, k).astype(jnp.float64)
         zeros = {n: jnp.zeros(s, jnp.float64) for n, s in _shapes(x, k, config.hidden).items()}
-        grad_fn = jax.grad(_chain, argnums=(0, 1), has_aux=True)
-        (g_params, g_values), values = grad_fn(params, zeros, jnp.asarray(x), t, config)
-        stepped = jax.tree.map(lambda p, g: p - config.learning_rate * g, params, g_params)
-        loss_after, _ = _chain(stepped, zeros, jnp.asarray(x), t, config)
-        values, g_params, g_values, t, stepped, loss_after = jax.device_get(
-            (values, g_params, g_values, t, stepped, loss_after))
+        values, g_params, g_values, stepped, loss_after = jax.device_get(
+            _computed(params, zeros, jnp.asarray(x), t, config))
+        t = np.asarray(t)
     found: Case = {"x": x, "y": y, "t": t, "after_step.loss": loss_after}
     for layer, (p, g, s) in enumerate(zip(params, g_params, stepped, strict=True), start=1):
         for kind in ("w", "b"):
