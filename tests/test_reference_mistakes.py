@@ -190,3 +190,22 @@ def test_a_right_implementation_passes_at_every_depth(hidden: tuple[int, ...]) -
         result = compare(case, {k: np.asarray(v, np.float64) for k, v in mine.items()}, spec)
         assert result.ok, result.first
         assert max(r.worst for r in result.given) <= level, dtype
+
+
+def test_forward_quantities_and_odd_values_are_diagnosed() -> None:
+    """The reductions' factors in the loss itself, values that are not finite, a different
+    start, wrong targets; and a wrong single number that fits nothing is not called "a
+    constant factor" (one number is always some multiple of another)."""
+    case, spec = ln.make_case(hidden=(4, 3))
+    for yours, named in (
+            ({"loss": case["example_loss"].sum()}, ["examples_mean_missing"]),
+            ({"example_loss": case["error"].mean(axis=1)}, ["classes_divided"]),
+            ({"o": np.where(case["o"] > 0, np.nan, case["o"])}, ["not_finite"]),
+            ({"x": case["x"] + 0.1}, ["different_start"]),
+            ({"layer2.b": case["layer2.b"] * 2}, ["different_start"]),
+            ({"t": 1 - case["t"]}, ["targets"]),
+            ({"loss": case["loss"] * 1.2345}, []),
+            ({"grad.o": case["grad.o"] * 1.2345}, ["scale"])):
+        result = compare(case, yours, spec)
+        assert result.first.key == next(iter(yours))
+        assert [f.name for f in result.findings] == named, (yours.keys(), result.findings)

@@ -307,7 +307,7 @@ def _computed(params: list[dict[str, jax.Array]], zeros: dict[str, jax.Array], x
               t: jax.Array, config: Config) -> tuple[Any, ...]:
     """Every intermediate, the gradients of the loss with respect to them and to the
     parameters, the stepped parameters and the loss after the step: one compiled program per
-    case shape (op by op, a new shape compiled each operation apart, several times slower)."""
+    case shape (op by op, every operation is compiled apart for each new shape)."""
     (g_params, g_values), values = jax.grad(_chain, argnums=(0, 1), has_aux=True)(
         params, zeros, x, t, config)
     stepped = jax.tree.map(lambda p, g: p - config.learning_rate * g, params, g_params)

@@ -234,7 +234,8 @@ def diagnose(key: str, yours: np.ndarray, case: Case, spec: CaseSpec,
                         _tell_apart(key, found, case, spec), causes=tuple(found))]
     if found and (found[0].factor or found[0].name == "learning_rate"):
         return [found[0]._replace(says=f"{what}: {found[0].says}")]
-    if found or c is None or key.startswith("after_step."):
+    # One number is always some multiple of another: only an array's factor says something.
+    if found or c is None or key.startswith("after_step.") or yours.size < 2:
         return found
     return [_scale_finding(key, c)]
 
