@@ -4,7 +4,9 @@ half-written."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -346,6 +348,29 @@ def test_write_says_when_it_replaces_an_earlier_case(tmp_path: Path,
     assert code == 0 and "replacing" not in out
 
 
+def test_a_write_that_fails_leaves_the_earlier_case_whole(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while the new case is written (the third file's flush fails): one line,
+    the earlier case as it was, no stray temporary files."""
+    folder = tmp_path / "case"
+    write_case(folder, capsys)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    calls = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code, out, err = run(["write", str(folder), "--examples", "4"], capsys)
+    one_line_error(code, out, err)
+    assert "No space left on device" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 def test_write_refuses_a_file_where_the_folder_goes(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "case"
@@ -379,10 +404,12 @@ def test_an_older_case_still_loads_and_checks(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize(("edit", "says"), [
-    (lambda s: {**s, "hidden": [3, "x"]}, "--hidden"),
-    (lambda s: {**s, "surprise": 1}, "unknown settings: surprise"),
-    (lambda s: {k: v for k, v in s.items() if k != "error"}, "missing settings: error"),
-    (lambda s: [1, 2], "not an object"),
+    (lambda s: {**s, "hidden": [3, "x"]}, "cannot have (--hidden"),
+    (lambda s: {**s, "examples": 1000}, "cannot have (--examples"),
+    (lambda s: {**s, "surprise": 1}, "damaged (unknown settings: surprise"),
+    (lambda s: {k: v for k, v in s.items() if k != "error"}, "damaged (missing settings: error"),
+    (lambda s: {k: v for k, v in s.items() if k != "data"}, "damaged (no 'data'"),
+    (lambda s: [1, 2], "damaged (a JSON list, not an object"),
 ])
 def test_a_damaged_settings_file_is_refused_in_one_line(
         edit: Any, says: str, tmp_path: Path, default_case: Path,
@@ -393,4 +420,4 @@ def test_a_damaged_settings_file_is_refused_in_one_line(
     (folder / "settings.json").write_text(json.dumps(edit(settings)))
     code, out, err = run(["check", str(folder), str(folder / "case.json")], capsys)
     one_line_error(code, out, err)
-    assert "damaged" in err and says in err and "write the case again" in err
+    assert "settings.json" in err and says in err and "write the case again" in err

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from jaxmlp import cli, data
-from jaxmlp.checkpoint import atomic_write, atomic_write_text
 from jaxmlp.config import Config, ConfigError, flag_name
 from jaxmlp.reference import files
 from jaxmlp.reference.case import (
@@ -183,6 +184,26 @@ def _earlier_case(folder: Path) -> bool:
     return bool(entries)
 
 
+def _replace_case_files(folder: Path, blobs: dict[str, bytes]) -> None:
+    """Write every file beside its place first (flushed to disk), then move them in, with
+    settings.json out first and back in last: an earlier case stays whole until the new one is
+    on disk, and an interrupted move leaves no folder that `check` takes for a whole case."""
+    staged: dict[str, str] = {}
+    try:
+        for name, blob in blobs.items():
+            fd, staged[name] = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        (folder / files.SETTINGS).unlink(missing_ok=True)
+        for name in sorted(staged, key=lambda n: n == files.SETTINGS):
+            os.replace(staged.pop(name), folder / name)
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
 def write(args: argparse.Namespace) -> int:
     try:
         spec = validate_spec(_spec(args))
@@ -195,18 +216,12 @@ def write(args: argparse.Namespace) -> int:
         cli.fail(str(e))
     folder = Path(args.dir)
     earlier = _earlier_case(folder)
-    # Everything is computed before anything is written, and each file is replaced atomically;
-    # settings.json goes first and comes back last, so an interrupted write leaves no folder
-    # that `check` would take for a whole case.
-    texts = {files.CASE_JSON: files.case_json(case),
-             files.README: case_readme(case, spec, what),
-             files.SETTINGS: files.settings_json(spec, what)}
+    blobs = {files.CASE_NPZ: files.case_npz(case), files.CASE_JSON: files.case_json(case).encode(),
+             files.README: case_readme(case, spec, what).encode(),
+             files.SETTINGS: files.settings_json(spec, what).encode()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / files.SETTINGS).unlink(missing_ok=True)
-        atomic_write(folder / files.CASE_NPZ, lambda f: f.write(files.case_npz(case)))
-        for name, text in texts.items():
-            atomic_write_text(folder / name, text)
+        _replace_case_files(folder, blobs)
     except OSError as e:
         cli.fail(f"cannot write the case into {folder}: {e.strerror or e}")
     replaced = " (replacing the earlier case there)" if earlier else ""
@@ -238,7 +253,7 @@ def _load_case(folder: Path) -> tuple[Case, CaseSpec, str]:
         case = files.parse_npz(_read(folder / files.CASE_NPZ, "the case"),
                                str(folder / files.CASE_NPZ))
     except CaseFileError as e:
-        cli.fail(f"{folder} holds a damaged case ({e}); {again}")
+        cli.fail(f"{e}; {again}")
     names = all_names(num_layers_of(case))
     if "after_step.loss" not in case and sorted(case) == sorted(set(names) - {"after_step.loss"}):
         case["after_step.loss"] = loss_after_step(case, spec.config)  # an older case's

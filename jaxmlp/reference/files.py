@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxmlp.config import ConfigError
 from jaxmlp.reference.case import Case, CaseSpec, validate_spec
 from jaxmlp.reference.compare import CaseFileError
 
@@ -22,7 +23,8 @@ CASE_NPZ = "case.npz"
 SETTINGS = "settings.json"
 README = "README.md"
 SUFFIXES = (".json", ".npz")
-# Written last, so a folder holds a whole case exactly when it holds this file.
+# A case's files. settings.json is moved in last, so a folder holds a whole case exactly when
+# it holds settings.json.
 CASE_FILES = (CASE_NPZ, CASE_JSON, README, SETTINGS)
 
 
@@ -62,11 +64,15 @@ def parse_settings(text: str, where: str) -> tuple[CaseSpec, str]:
         if not isinstance(d, dict):
             raise TypeError(f"a JSON {type(d).__name__}, not an object")
         data = d.pop("data")
-        return validate_spec(CaseSpec.from_settings(d)), data
+        spec = CaseSpec.from_settings(d)
     except KeyError as e:
         raise CaseFileError(f"{where} is damaged (no {e})") from None
     except (ValueError, TypeError, AttributeError) as e:
         raise CaseFileError(f"{where} is damaged ({e})") from None
+    try:
+        return validate_spec(spec), data
+    except ConfigError as e:
+        raise CaseFileError(f"{where} holds settings a case cannot have ({e})") from None
 
 
 def parse_json(raw: bytes, where: str) -> dict[str, Any]:
