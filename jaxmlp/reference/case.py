@@ -11,35 +11,60 @@ Names (the keys of `case.json`), for a net with layers 1..L (L - 1 hidden layers
                                      the scalar loss
     grad.<name>                      dloss/d<name> for every intermediate and parameter
     after_step.layer{l}.w / .b       the parameters after  w - learning_rate * grad.w
+    after_step.loss                  the loss of the same batch with those parameters
 
-The gradients are JAX's, of the chain written out stage by stage (`_chain`): a zero is added to
-every intermediate, and the gradient with respect to that zero is the gradient with respect to
-the intermediate. The chain uses the project's own pieces (`model.ACTIVATIONS`,
-`losses.predictions`, `losses.reduce_examples`), so its loss and parameter gradients are those of
-`jax.grad(losses.loss_fn)`; the tests check that for every loss variant.
+The settings are a training `Config` (its model and loss choices, the learning rate and the
+seed: `CASE_FIELDS`) and the case's own: how many examples, which inputs, how many toy classes.
+The gradients are JAX's, of the chain written out stage by stage (`_chain`) from the project's
+own pieces (`model.ACTIVATIONS`, `losses.predictions`, `losses.error`, the reductions): a zero is
+added to every intermediate, and the gradient with respect to that zero is the gradient with
+respect to the intermediate. The tests check that its loss and parameter gradients are those of
+`jax.grad(losses.loss_fn)` for every loss variant.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmlp import numpy_mlp
-from jaxmlp.config import Config, validate
-from jaxmlp.losses import EPS, predictions, reduce_examples
+from jaxmlp import losses, numpy_mlp
+from jaxmlp.config import Config, ConfigError, flag_name, validate
 from jaxmlp.model import ACTIVATIONS, init_mlp
 
 Case = dict[str, np.ndarray]
 
+# The `Config` fields that decide a case's numbers; the rest (optimizer, data, epochs...) play
+# no part in one plain SGD step on one batch.
+CASE_FIELDS = ("hidden", "activation", "init", "output", "error", "class_reduction",
+               "example_reduction", "targets", "learning_rate", "seed")
+# Config's defaults are MNIST training's; a case is read by hand, so it is small, and its one
+# plain SGD step takes a rate at which a step visibly lowers the loss.
+CASE_DEFAULTS: Mapping[str, Any] = MappingProxyType({"hidden": (3,), "learning_rate": 0.1})
+CASE_CONFIG = Config.from_dict(dict(CASE_DEFAULTS))
+
 INPUTS = ("toy", "mnist")
 TOY_PIXELS = 4  # a 2x2 image, pixels row by row
-TOY_CLASSES = 2
+# 5 examples and 3 classes, with the learning rate 0.1: the classic mistakes' factors then all
+# differ (a missing 1/N is 5x, a missing 1/K 3x, a gradient accumulated twice 2x, the square's
+# missing 2 1/2x, the learning rate 0.1x), so a factor names one cause (see `factors`).
+TOY_CLASSES = 3
+DEFAULT_EXAMPLES = 5
+# Older cases (before the toy inputs had 3 classes) wrote no "classes": theirs was 2.
+LEGACY_TOY_CLASSES = 2
+
+# A case is read and typed by hand: these bound its size (and the time `write` takes).
+MAX_HIDDEN_LAYERS = 4
+MAX_WIDTH = 16
+MAX_EXAMPLES = 32
+MIN_CLASSES, MAX_CLASSES = 2, 10
+
 # Parameters are rounded to this many decimals, so they can be read and typed by hand; the
 # whole case is then computed, exactly, from the rounded values.
 PARAM_DECIMALS = 2
@@ -47,74 +72,100 @@ PARAM_DECIMALS = 2
 # the kink the derivative is a convention (0 here, as in JAX), and a float32 implementation's z
 # (off by ~1e-7) could land on the other side. A worked case should hinge on neither.
 KINK_MARGIN = 1e-4
+# Draws tried for one where every hidden unit switches, then for any usable one.
+PREFERRED_DRAWS = 100
 MAX_DRAWS = 1000
 
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """Everything that decides a case's numbers (written to `settings.json` beside it)."""
+    """Everything that decides a case's numbers (written to `settings.json` beside it): the
+    training configuration (`CASE_FIELDS` of it) and the case's own settings."""
 
-    hidden: tuple[int, ...] = (3,)
-    examples: int = 5
-    activation: str = "relu"
-    init: str = "he"
-    output: str = "softmax"
-    error: str = "cross_entropy"
-    class_reduction: str = "sum"
-    example_reduction: str = "mean"
-    targets: str = "onehot"
-    learning_rate: float = 0.1
-    seed: int = 0
+    config: Config = CASE_CONFIG
+    examples: int = DEFAULT_EXAMPLES
     inputs: str = "toy"
+    classes: int | None = TOY_CLASSES  # toy inputs only; None: the data set's own (MNIST: 10)
 
-    def config(self) -> Config:
-        """The training configuration with the same loss and model choices."""
-        return Config(hidden=self.hidden, activation=self.activation, init=self.init,
-                      output=self.output, error=self.error,
-                      class_reduction=self.class_reduction,
-                      example_reduction=self.example_reduction, targets=self.targets,
-                      learning_rate=self.learning_rate, seed=self.seed)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
+    def settings(self) -> dict[str, Any]:
+        """`settings.json`'s flat object: the Config fields by their own names, then the case's."""
+        d = {name: getattr(self.config, name) for name in CASE_FIELDS}
+        d["hidden"] = list(self.config.hidden)
+        return {**d, "examples": self.examples, "inputs": self.inputs, "classes": self.classes}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CaseSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+    def from_settings(cls, d: Mapping[str, Any]) -> CaseSpec:
+        """The inverse of `settings` (KeyError, TypeError or ConfigError where it does not fit);
+        an older file without "classes" had the 2 toy classes of its day."""
+        own = {"examples", "inputs", "classes"}
+        unknown = sorted(set(d) - own - set(CASE_FIELDS))
         if unknown:
-            raise ValueError(f"unknown settings: {', '.join(unknown)}")
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
+            raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+        missing = [name for name in (*CASE_FIELDS, "examples", "inputs") if name not in d]
+        if missing:
+            raise ConfigError(f"missing settings: {', '.join(missing)}")
+        config = Config.from_dict({name: d[name] for name in CASE_FIELDS})
+        legacy = LEGACY_TOY_CLASSES if d["inputs"] == "toy" else None
+        return cls(config, d["examples"], d["inputs"], d.get("classes", legacy))
+
+
+def write_flags(spec: CaseSpec, always: Collection[str] = ()) -> list[str]:
+    """The `write` flags that give `spec`: those that differ from the defaults, and `always`."""
+    default = CaseSpec()
+    flags = []
+    for name in CASE_FIELDS:
+        value = getattr(spec.config, name)
+        if value != getattr(CASE_CONFIG, name) or name in always:
+            words = [str(v) for v in value] if name == "hidden" else [f"{value:g}" if
+                                                                       isinstance(value, float)
+                                                                       else str(value)]
+            flags += [flag_name(name), *words]
+    for name in ("examples", "inputs", "classes"):
+        value = getattr(spec, name)
+        if (value != getattr(default, name) or name in always) and value is not None:
+            flags += [flag_name(name), str(value)]
+    return flags
+
+
+def _whole_number(value: Any, flag: str, low: int, high: int, why: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{flag} must be a whole number from {low} to {high}, got "
+                          f"{value!r}{why}")
+
+
+SMALL = ": a worked case is read and typed by hand (python -m jaxmlp.train trains big ones)"
 
 
 def validate_spec(spec: CaseSpec) -> CaseSpec:
-    """Refuse impossible settings with the project's own messages (`config.validate`)."""
-    validate(spec.config())
-    if isinstance(spec.examples, bool) or not isinstance(spec.examples, int) or spec.examples < 1:
-        raise ValueError(f"--examples must be a positive whole number, got {spec.examples!r}")
+    """Refuse impossible or oversized settings, one line each: the training settings with the
+    project's own checks (`config.validate`), then the case's limits."""
+    validate(spec.config)
+    if len(spec.config.hidden) > MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"--hidden gives {len(spec.config.hidden)} hidden layers, at most "
+                          f"{MAX_HIDDEN_LAYERS} fit{SMALL}")
+    for width in spec.config.hidden:
+        _whole_number(width, "--hidden (every width)", 1, MAX_WIDTH, SMALL)
+    _whole_number(spec.examples, "--examples", 1, MAX_EXAMPLES, SMALL)
     if spec.inputs not in INPUTS:
-        raise ValueError(f"--inputs {spec.inputs!r} is not known; choose one of: "
-                         f"{', '.join(INPUTS)}")
+        raise ConfigError(f"--inputs {spec.inputs!r} is not known; choose one of: "
+                          f"{', '.join(INPUTS)}")
+    if spec.inputs != "toy" and spec.classes is not None:
+        raise ConfigError(f"--classes sets the toy inputs' classes; --inputs {spec.inputs} has "
+                          f"its data set's own: drop --classes, or use --inputs toy")
+    if spec.inputs == "toy":
+        _whole_number(spec.classes, "--classes", MIN_CLASSES, MAX_CLASSES, "")
     return spec
 
 
-def num_outputs(spec: CaseSpec, num_classes: int) -> int:
-    return 1 if spec.targets == "integer" else num_classes
-
-
-def toy_inputs(examples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y): 2x2 'images' with pixels 0.0, 0.1, ..., 1.0, and labels 0, 1, 0, 1, ...
+def toy_inputs(examples: int, seed: int, classes: int = TOY_CLASSES
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y): 2x2 'images' with pixels 0.0, 0.1, ..., 1.0, and labels 0, 1, ..., K-1, 0, 1, ...
 
     The labels carry no meaning: the point of the case is the arithmetic, not the task.
     """
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 11, size=(examples, TOY_PIXELS)) / 10.0
-    return x, (np.arange(examples) % TOY_CLASSES).astype(np.int64)
+    return x, (np.arange(examples) % classes).astype(np.int64)
 
 
 def image_inputs(images: np.ndarray, labels: np.ndarray, examples: int
@@ -126,37 +177,34 @@ def image_inputs(images: np.ndarray, labels: np.ndarray, examples: int
     return x, labels[:examples].astype(np.int64)
 
 
-def targets(y: np.ndarray, k: int, spec: CaseSpec) -> np.ndarray:
-    """One-hot rows (B, K), or for integer targets the label itself as one number (B, 1)."""
-    if spec.targets == "integer":
-        return y.astype(np.float64)[:, None]
-    return np.eye(k)[y]
-
-
-def _draw_params(sizes: list[int], spec: CaseSpec, draw: int) -> list[dict[str, np.ndarray]]:
-    key_w, key_b = jax.random.split(jax.random.fold_in(jax.random.key(spec.seed), draw))
+def _draw_params(sizes: list[int], config: Config, draw: int) -> list[dict[str, np.ndarray]]:
+    key_w, key_b = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), draw))
     with jax.enable_x64(True):
-        params = init_mlp(key_w, sizes, spec.init, dtype=jnp.float64)
-        bias_keys = jax.random.split(key_b, len(params))
+        params = init_mlp(key_w, sizes, config.init, config.init_scale, jnp.float64)
         # Small random biases, not the usual zeros, so a wrong bias gradient cannot hide.
-        biases = [0.1 * jax.random.normal(k, p["b"].shape, jnp.float64)
-                  for p, k in zip(params, bias_keys, strict=True)]
-        return [{"w": np.round(np.asarray(p["w"]), PARAM_DECIMALS),
-                 "b": np.round(np.asarray(b), PARAM_DECIMALS)}
-                for p, b in zip(params, biases, strict=True)]
+        biases = np.asarray(0.1 * jax.random.normal(key_b, (sum(sizes[1:]),), jnp.float64))
+    ends = np.cumsum(sizes[1:])[:-1]
+    return [{"w": np.round(np.asarray(p["w"]), PARAM_DECIMALS), "b": np.round(b, PARAM_DECIMALS)}
+            for p, b in zip(params, np.split(biases, ends), strict=True)]
 
 
-def _hidden_z(params: list[dict[str, np.ndarray]], x: np.ndarray, spec: CaseSpec
+def _hidden_z(params: list[dict[str, np.ndarray]], x: np.ndarray, activation: str
               ) -> list[np.ndarray]:
     zs, a = [], x
     for layer in params[:-1]:
         zs.append(a @ layer["w"] + layer["b"])
-        a = numpy_mlp.activation(zs[-1], spec.activation)
+        a = numpy_mlp.activation(zs[-1], activation)
     return zs
 
 
-def _clear_of_kinks(zs: list[np.ndarray], activation: str) -> bool:
-    return activation != "relu" or all(np.all(np.abs(z) >= KINK_MARGIN) for z in zs)
+def _usable(zs: list[np.ndarray], activation: str) -> bool:
+    """For relu: no z at the kink, and every hidden layer both on somewhere (else nothing
+    passes it) and, where it has two values or more, off somewhere (else relu' is 1 throughout
+    and a forgotten relu' could not show)."""
+    if activation != "relu":
+        return True
+    return all(np.all(np.abs(z) >= KINK_MARGIN) and np.any(z > 0) and (z.size < 2 or np.any(z < 0))
+               for z in zs)
 
 
 def _every_unit_switches(zs: list[np.ndarray]) -> bool:
@@ -165,48 +213,28 @@ def _every_unit_switches(zs: list[np.ndarray]) -> bool:
     return all(np.all((z > 0).any(axis=0) & (z < 0).any(axis=0)) for z in zs)
 
 
-def initial_params(x: np.ndarray, k: int, spec: CaseSpec) -> list[dict[str, np.ndarray]]:
-    """The project's initialisation (`model.init_mlp`, scheme `spec.init`), rounded: for relu,
-    the first draw for `spec.seed` whose hidden pre-activations stay clear of 0 (KINK_MARGIN)
-    and, on two or more examples, preferably one where every hidden unit switches."""
-    sizes = [x.shape[1], *spec.hidden, k]
-    want_switching = spec.activation == "relu" and x.shape[0] >= 2
+def initial_params(x: np.ndarray, k: int, config: Config) -> list[dict[str, np.ndarray]]:
+    """The project's initialisation (`model.init_mlp`, scheme `config.init`), rounded: for relu,
+    the first draw for `config.seed` that is usable (`_usable`) and, on two or more examples,
+    preferably one where every hidden unit switches."""
+    sizes = [x.shape[1], *config.hidden, k]
+    want_switching = config.activation == "relu" and x.shape[0] >= 2
     fallback = None
     for draw in range(MAX_DRAWS):
-        params = _draw_params(sizes, spec, draw)
-        zs = _hidden_z(params, x, spec)
-        if not _clear_of_kinks(zs, spec.activation):
+        if fallback is not None and draw >= PREFERRED_DRAWS:
+            return fallback
+        params = _draw_params(sizes, config, draw)
+        zs = _hidden_z(params, x, config.activation)
+        if not _usable(zs, config.activation):
             continue
         if not want_switching or _every_unit_switches(zs):
             return params
         fallback = fallback or params
     if fallback is None:
-        raise ValueError(f"none of {MAX_DRAWS} draws keeps every hidden pre-activation away "
-                         f"from relu's kink at 0; use fewer --examples or narrower --hidden "
-                         f"layers (this is a case to read, not to train)")
+        raise ConfigError(f"none of {MAX_DRAWS} draws keeps every hidden relu layer both on and "
+                          f"off and away from the kink at 0; try another --seed, or fewer or "
+                          f"wider --hidden layers")
     return fallback
-
-
-def error_of(p: jax.Array, t: jax.Array, spec: CaseSpec) -> jax.Array:
-    """Per-class error: (p - t)^2, or -t log p (softmax's p is never 0 here; other outputs can
-    reach 0 or below, so their log is clamped at log(EPS), as `losses.class_errors` does)."""
-    if spec.targets == "integer" or spec.error == "mse":
-        return (p - t) ** 2
-    if spec.output == "softmax":
-        return -t * jnp.log(p)
-    return -t * jnp.log(jnp.maximum(p, EPS))
-
-
-def reduce_classes(error: jax.Array, spec: CaseSpec) -> jax.Array:
-    return jnp.sum(error, axis=-1) if spec.class_reduction == "sum" else jnp.mean(error, axis=-1)
-
-
-def intermediate_names(num_layers: int) -> list[str]:
-    """The forward quantities that are computed (not given), in the order they are computed."""
-    names = []
-    for layer in range(1, num_layers):
-        names += [f"layer{layer}.z", f"layer{layer}.a"]
-    return [*names, "o", "p", "error", "example_loss", "loss"]
 
 
 def param_names(num_layers: int) -> list[str]:
@@ -233,7 +261,7 @@ def backward_names(num_layers: int) -> list[str]:
 
 
 def step_names(num_layers: int) -> list[str]:
-    return ["after_step." + name for name in param_names(num_layers)]
+    return [*("after_step." + name for name in param_names(num_layers)), "after_step.loss"]
 
 
 def all_names(num_layers: int) -> list[str]:
@@ -245,10 +273,10 @@ def num_layers_of(case: Case) -> int:
 
 
 def _chain(params: list[dict[str, jax.Array]], zeros: dict[str, jax.Array], x: jax.Array,
-           t: jax.Array, spec: CaseSpec) -> tuple[jax.Array, dict[str, jax.Array]]:
+           t: jax.Array, config: Config) -> tuple[jax.Array, dict[str, jax.Array]]:
     """(loss, every intermediate): the forward pass one stage at a time, with `zeros[name]`
     added to each stage so that its gradient is dloss/d(that stage)."""
-    act: Callable[[jax.Array], jax.Array] = ACTIVATIONS[spec.activation]
+    act: Callable[[jax.Array], jax.Array] = ACTIVATIONS[config.activation]
     values: dict[str, jax.Array] = {}
     a = x
     for layer, p in enumerate(params[:-1], start=1):
@@ -256,40 +284,65 @@ def _chain(params: list[dict[str, jax.Array]], zeros: dict[str, jax.Array], x: j
         a = act(z) + zeros[f"layer{layer}.a"]
         values[f"layer{layer}.z"], values[f"layer{layer}.a"] = z, a
     values["o"] = a @ params[-1]["w"] + params[-1]["b"] + zeros["o"]
-    values["p"] = predictions(values["o"], spec.output) + zeros["p"]
-    values["error"] = error_of(values["p"], t, spec) + zeros["error"]
-    values["example_loss"] = reduce_classes(values["error"], spec) + zeros["example_loss"]
-    values["loss"] = reduce_examples(values["example_loss"], spec.example_reduction) + zeros["loss"]
+    values["p"] = losses.predictions(values["o"], config.output) + zeros["p"]
+    values["error"] = losses.error(values["p"], t, config) + zeros["error"]
+    values["example_loss"] = (losses.reduce_classes(values["error"], config.class_reduction)
+                              + zeros["example_loss"])
+    values["loss"] = (losses.reduce_examples(values["example_loss"], config.example_reduction)
+                      + zeros["loss"])
     return values["loss"], values
 
 
-def _shapes(x: np.ndarray, k: int, spec: CaseSpec) -> dict[str, tuple[int, ...]]:
-    b, widths = x.shape[0], list(spec.hidden)
+def _shapes(x: np.ndarray, k: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    b = x.shape[0]
     shapes = {}
-    for layer, width in enumerate(widths, start=1):
+    for layer, width in enumerate(hidden, start=1):
         shapes[f"layer{layer}.z"] = shapes[f"layer{layer}.a"] = (b, width)
     shapes.update({"o": (b, k), "p": (b, k), "error": (b, k), "example_loss": (b,), "loss": ()})
     return shapes
 
 
+@functools.partial(jax.jit, static_argnums=4)
+def _computed(params: list[dict[str, jax.Array]], zeros: dict[str, jax.Array], x: jax.Array,
+              t: jax.Array, config: Config) -> tuple[Any, ...]:
+    """Every intermediate, the gradients of the loss with respect to them and to the
+    parameters, the stepped parameters and the loss after the step: one compiled program per
+    case shape (op by op, every operation is compiled apart for each new shape)."""
+    (g_params, g_values), values = jax.grad(_chain, argnums=(0, 1), has_aux=True)(
+        params, zeros, x, t, config)
+    stepped = jax.tree.map(lambda p, g: p - config.learning_rate * g, params, g_params)
+    loss_after, _ = _chain(stepped, zeros, x, t, config)
+    return values, g_params, g_values, stepped, loss_after
+
+
 def compute_case(x: np.ndarray, y: np.ndarray, num_classes: int, spec: CaseSpec) -> Case:
     """Every number of the case, float64 (labels int64), keyed and ordered as `all_names`."""
-    k = num_outputs(spec, num_classes)
-    t = targets(y, k, spec)
-    params = initial_params(x, k, spec)
+    config = spec.config
+    k = losses.num_outputs(config, num_classes)
+    params = initial_params(x, k, config)
     with jax.enable_x64(True):
-        zeros = {n: jnp.zeros(s, jnp.float64) for n, s in _shapes(x, k, spec).items()}
-        grad_fn = jax.grad(_chain, argnums=(0, 1), has_aux=True)
-        (g_params, g_values), values = grad_fn(params, zeros, jnp.asarray(x), jnp.asarray(t),
-                                               spec)
-        values, g_params, g_values = jax.device_get((values, g_params, g_values))
-    found: Case = {"x": x, "y": y, "t": t}
-    for layer, (p, g) in enumerate(zip(params, g_params, strict=True), start=1):
+        t = losses.targets(jnp.asarray(y), config, k).astype(jnp.float64)
+        zeros = {n: jnp.zeros(s, jnp.float64) for n, s in _shapes(x, k, config.hidden).items()}
+        values, g_params, g_values, stepped, loss_after = jax.device_get(
+            _computed(params, zeros, jnp.asarray(x), t, config))
+        t = np.asarray(t)
+    found: Case = {"x": x, "y": y, "t": t, "after_step.loss": loss_after}
+    for layer, (p, g, s) in enumerate(zip(params, g_params, stepped, strict=True), start=1):
         for kind in ("w", "b"):
             found[f"layer{layer}.{kind}"] = p[kind]
             found[f"grad.layer{layer}.{kind}"] = g[kind]
-            found[f"after_step.layer{layer}.{kind}"] = p[kind] - spec.learning_rate * g[kind]
+            found[f"after_step.layer{layer}.{kind}"] = s[kind]
     for name, value in values.items():
         found[name] = value
         found["grad." + name] = g_values[name]
     return {name: np.asarray(found[name]) for name in all_names(len(params))}
+
+
+def loss_after_step(case: Case, config: Config) -> np.ndarray:
+    """`after_step.loss` for a case written before it was part of one, from the stepped
+    parameters, by the NumPy reference."""
+    layers = num_layers_of(case)
+    params = [{kind: case[f"after_step.layer{layer}.{kind}"] for kind in ("w", "b")}
+              for layer in range(1, layers + 1)]
+    return np.asarray(numpy_mlp.loss(params, case["x"], case["y"], config))
+

@@ -6,32 +6,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from jaxmlp import cli, data
-from jaxmlp.checkpoint import atomic_write, atomic_write_text
-from jaxmlp.config import (
-    ACTIVATIONS,
-    ERRORS,
-    INITS,
-    OUTPUTS,
-    REDUCTIONS,
-    TARGETS,
-    Config,
-    ConfigError,
-)
+from jaxmlp.config import Config, ConfigError, flag_name
 from jaxmlp.reference import files
 from jaxmlp.reference.case import (
+    CASE_CONFIG,
+    CASE_FIELDS,
     INPUTS,
+    MAX_CLASSES,
+    MAX_EXAMPLES,
+    MAX_HIDDEN_LAYERS,
+    MAX_WIDTH,
+    MIN_CLASSES,
     TOY_CLASSES,
     Case,
     CaseSpec,
     all_names,
     compute_case,
     image_inputs,
+    loss_after_step,
     num_layers_of,
     toy_inputs,
     validate_spec,
@@ -41,35 +41,52 @@ from jaxmlp.reference.readme import case_readme, describe
 from jaxmlp.reference.report import format_check
 
 DEFAULTS = CaseSpec()
-
-
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 # The training flags' own help, so a choice reads the same here as in `python -m jaxmlp.train`.
-CONFIG_HELP = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(Config)}
-CONFIG_HELP["init"] = ("weight initialisation, then rounded to 2 decimals: he (std "
-                       "sqrt(2/fan_in)), glorot, lecun or normal (std 1)")
+HELP = {name: FIELDS[name].metadata.get("help", "") for name in CASE_FIELDS}
+HELP["hidden"] = (f"hidden layer widths: at most {MAX_HIDDEN_LAYERS} layers of at most "
+                  f"{MAX_WIDTH} units, a case to read by hand (none: --hidden)")
+HELP["init"] = ("weight initialisation, then rounded to 2 decimals: he (std sqrt(2/fan_in)), "
+                "glorot, lecun or normal (std 1)")
+HELP["learning_rate"] = "the SGD step's learning rate"
+HELP["seed"] = "seed of the inputs and parameters"
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for each training setting a case uses (`CASE_FIELDS`), spelled, checked and
+    explained as the training command does; bad values reach `config.validate`."""
+    for name in CASE_FIELDS:
+        default = getattr(CASE_CONFIG, name)
+        choices = FIELDS[name].metadata.get("choices")
+        words = " ".join(map(str, default)) if name == "hidden" else str(default)
+        text = HELP[name] + (f" {{{', '.join(choices)}}}" if choices else "")
+        flags = [flag_name(name), *FIELDS[name].metadata.get("aliases", ())]
+        if name == "hidden":
+            parser.add_argument(*flags, nargs="*", type=cli.number_or_text(int),
+                                default=list(default), metavar="N",
+                                help=f"{text} (default: {words})")
+            continue
+        kind = type(default) if isinstance(default, (int, float)) else str
+        convert = cli.number_or_text(kind) if kind is not str else str
+        parser.add_argument(*flags, type=convert, default=default, metavar=name.upper(),
+                            help=f"{text} (default: {words})".replace("%", "%%"))
 
 
 def _add_write_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", help="folder to write the case into (created if needed)")
-    parser.add_argument("--hidden", nargs="*", type=int, default=list(DEFAULTS.hidden),
-                        metavar="N", help="hidden layer widths (default: 3; none: --hidden)")
-    parser.add_argument("--examples", type=int, default=DEFAULTS.examples,
-                        help="examples in the batch (default: %(default)s)")
-    choices = (("activation", ACTIVATIONS), ("init", INITS), ("output", OUTPUTS),
-               ("error", ERRORS), ("class_reduction", REDUCTIONS),
-               ("example_reduction", REDUCTIONS), ("targets", TARGETS))
-    for name, names in choices:
-        parser.add_argument("--" + name.replace("_", "-"), choices=names,
-                            default=getattr(DEFAULTS, name),
-                            help=f"{CONFIG_HELP[name]} (default: %(default)s)")
-    parser.add_argument("--inputs", choices=INPUTS, default=DEFAULTS.inputs,
+    parser.add_argument("dir", help="folder to write the case into: a new or empty one, or one "
+                                    "holding an earlier case (which is replaced)")
+    parser.add_argument("--examples", type=cli.number_or_text(int), default=DEFAULTS.examples,
+                        help=f"examples in the batch, 1 to {MAX_EXAMPLES} (default: "
+                             f"%(default)s: with {TOY_CLASSES} classes, the factors of the classic "
+                             f"mistakes all differ; the case's README says why)")
+    parser.add_argument("--classes", type=cli.number_or_text(int), default=None,
+                        help=f"--inputs toy: the number of classes, {MIN_CLASSES} to "
+                             f"{MAX_CLASSES} (default: {TOY_CLASSES}); a data set has its own")
+    parser.add_argument("--inputs", default=DEFAULTS.inputs,
                         help="toy: 2x2 images, no data needed; mnist: the first training "
                              "images, from MNIST (or, where no place has it, the bundled 8x8 "
-                             "digits) (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate,
-                        help="the SGD step's learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
-                        help="seed of the inputs and parameters (default: %(default)s)")
+                             f"digits) {{{', '.join(INPUTS)}}} (default: %(default)s)")
+    _add_config_flags(parser)
     parser.add_argument("--data-dir", default=None,
                         help="for --inputs mnist: the folder with the MNIST IDX files (default: "
                              "the places python -m jaxmlp.train looks)")
@@ -86,7 +103,8 @@ def build_parser(command: str) -> cli.ArgumentParser:
         parser = cli.ArgumentParser(
             prog=f"{PROG} write",
             description="Write a small, fully specified case into DIR: case.json, case.npz, "
-                        "settings.json and README.md (its formulas).")
+                        "settings.json and README.md (its formulas). Every setting is within "
+                        "the limits of a case read by hand; beyond them it is refused.")
         _add_write_flags(parser)
         return parser
     parser = cli.ArgumentParser(
@@ -107,25 +125,32 @@ def build_top_parser() -> cli.ArgumentParser:
         description="A worked backpropagation case to hold a hand-written MLP against: every "
                     "number of one forward pass, one backward pass and one SGD step.",
         epilog=f"{PROG} write DIR [flags] writes a case; {PROG} check DIR YOURS compares yours "
-               f"with it. {PROG} write --help lists the flags.")
-    parser.add_argument("command", choices=COMMANDS, help="write or check")
+               f"with it. The case's flags (--hidden, --examples, --classes, --activation, "
+               f"--output, --error, the reductions, --learning-rate, ...) are listed by "
+               f"{PROG} write --help.")
+    parser.add_argument("command", choices=COMMANDS,
+                        help=f"write (its flags: {PROG} write --help) or check")
     return parser
 
 
 def _spec(args: argparse.Namespace) -> CaseSpec:
-    return CaseSpec(hidden=tuple(args.hidden), examples=args.examples,
-                    activation=args.activation, init=args.init, output=args.output,
-                    error=args.error, class_reduction=args.class_reduction,
-                    example_reduction=args.example_reduction, targets=args.targets,
-                    learning_rate=args.learning_rate, seed=args.seed, inputs=args.inputs)
+    config = dataclasses.replace(CASE_CONFIG, **{name: getattr(args, name)
+                                                 for name in CASE_FIELDS})
+    config = dataclasses.replace(config, hidden=tuple(config.hidden))
+    classes = args.classes
+    if classes is None and args.inputs == "toy":
+        classes = TOY_CLASSES
+    return CaseSpec(config, args.examples, args.inputs, classes)
 
 
 def _inputs(spec: CaseSpec, data_dir: str | None) -> tuple[np.ndarray, np.ndarray, int, str]:
     """(x, y, number of classes, what the inputs are, in words)."""
     if spec.inputs == "toy":
-        x, y = toy_inputs(spec.examples, spec.seed)
-        return x, y, TOY_CLASSES, ("toy 2x2 images, pixels row by row in 0.0..1.0; labels "
-                                   "0, 1, 0, 1, ... (they carry no meaning)")
+        k = spec.classes or TOY_CLASSES
+        x, y = toy_inputs(spec.examples, spec.config.seed, k)
+        labels = ", ".join(str(i % k) for i in range(min(k + 2, 6)))
+        return x, y, k, (f"toy 2x2 images, pixels row by row in 0.0..1.0; labels {labels}, ... "
+                         f"(they carry no meaning)")
     try:
         ds, note = data.load_data(Config(data_dir=data_dir), progress=False)
     except data.DataError as e:
@@ -140,32 +165,71 @@ def _inputs(spec: CaseSpec, data_dir: str | None) -> tuple[np.ndarray, np.ndarra
                                   f"flattened, pixels / 255")
 
 
+def _earlier_case(folder: Path) -> bool:
+    """Whether `folder` holds an earlier case (False: it is new or empty); refuses, in one line,
+    a folder holding anything else, so that nothing of the user's is replaced."""
+    if not folder.exists() and not folder.is_symlink():
+        return False
+    if not folder.is_dir():
+        cli.fail(f"{folder} exists and is not a folder; give a new or empty folder for the case")
+    try:
+        entries = list(folder.iterdir())
+    except OSError as e:
+        cli.fail(f"cannot read the folder {folder}: {e.strerror or e}")
+    others = sorted(e.name for e in entries if not files.is_case_file(e.name) or e.is_dir())
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        cli.fail(f"{folder} holds files that are not a case's ({', '.join(others[:3])}{more}); "
+                 f"nothing was written: give a new or empty folder, or move them")
+    return bool(entries)
+
+
+def _replace_case_files(folder: Path, blobs: dict[str, bytes]) -> None:
+    """Write every file beside its place first (flushed to disk), then move them in, with
+    settings.json out first and back in last: an earlier case stays whole until the new one is
+    on disk, and an interrupted move leaves no folder that `check` takes for a whole case."""
+    staged: dict[str, str] = {}
+    try:
+        for name, blob in blobs.items():
+            fd, staged[name] = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        (folder / files.SETTINGS).unlink(missing_ok=True)
+        for name in sorted(staged, key=lambda n: n == files.SETTINGS):
+            os.replace(staged.pop(name), folder / name)
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
 def write(args: argparse.Namespace) -> int:
     try:
         spec = validate_spec(_spec(args))
-    except (ConfigError, ValueError) as e:
+    except ConfigError as e:
         cli.fail(str(e))
     x, y, num_classes, what = _inputs(spec, args.data_dir)
     try:
         case = compute_case(x, y, num_classes, spec)
-    except ValueError as e:
+    except ConfigError as e:
         cli.fail(str(e))
-    # Everything is computed before anything is written, and each file is replaced atomically.
-    texts = {files.CASE_JSON: files.case_json(case),
-             files.SETTINGS: files.settings_json(spec, what),
-             files.README: case_readme(case, spec, what)}
     folder = Path(args.dir)
+    earlier = _earlier_case(folder)
+    blobs = {files.CASE_NPZ: files.case_npz(case), files.CASE_JSON: files.case_json(case).encode(),
+             files.README: case_readme(case, spec, what).encode(),
+             files.SETTINGS: files.settings_json(spec, what).encode()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / files.CASE_NPZ, lambda f: f.write(files.case_npz(case)))
-        for name, text in texts.items():
-            atomic_write_text(folder / name, text)
+        _replace_case_files(folder, blobs)
     except OSError as e:
         cli.fail(f"cannot write the case into {folder}: {e.strerror or e}")
-    print(f"wrote {folder}: {files.CASE_JSON}, {files.CASE_NPZ}, {files.SETTINGS}, "
+    replaced = " (replacing the earlier case there)" if earlier else ""
+    print(f"wrote {folder}{replaced}: {files.CASE_JSON}, {files.CASE_NPZ}, {files.SETTINGS}, "
           f"{files.README}")
     print(f"  {describe(case, spec)}")
-    print(f"  {len(case)} quantities; loss {float(case['loss']):.6g}")
+    print(f"  {len(case)} quantities; loss {float(case['loss']):.6g}, after the step "
+          f"{float(case['after_step.loss']):.6g}")
     print(f"  read {folder / files.README}, then: python -m jaxmlp.reference check {folder} "
           f"yours.json")
     return 0
@@ -188,11 +252,14 @@ def _load_case(folder: Path) -> tuple[Case, CaseSpec, str]:
                                           .decode("utf-8", "replace"), str(folder / files.SETTINGS))
         case = files.parse_npz(_read(folder / files.CASE_NPZ, "the case"),
                                str(folder / files.CASE_NPZ))
-    except CaseFileError:
-        cli.fail(f"{folder} holds a damaged case; {again}")
-    if sorted(case) != sorted(all_names(num_layers_of(case))):
+    except CaseFileError as e:
+        cli.fail(f"{e}; {again}")
+    names = all_names(num_layers_of(case))
+    if "after_step.loss" not in case and sorted(case) == sorted(set(names) - {"after_step.loss"}):
+        case["after_step.loss"] = loss_after_step(case, spec.config)  # an older case's
+    if sorted(case) != sorted(names):
         cli.fail(f"{folder / files.CASE_NPZ} is not a whole case; {again}")
-    return case, spec, what
+    return {name: case[name] for name in names}, spec, what
 
 
 def check(args: argparse.Namespace) -> int:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Collection
 from typing import NamedTuple
 
 import numpy as np
 
-import jaxmlp.reference.mistakes as mistakes  # the module, not the package: no cycle
+import jaxmlp.reference.factors as factors  # the modules, not the package: no cycle
+import jaxmlp.reference.mistakes as mistakes
 from jaxmlp.reference.case import (
     Case,
     CaseSpec,
@@ -104,25 +106,138 @@ def compare_array(key: str, section: str, yours: np.ndarray, expected: np.ndarra
                      float(expected.flat[flat]) if expected.size else 0.0)
 
 
-def diagnose(key: str, yours: np.ndarray, case: Case, spec: CaseSpec) -> list[Finding]:
-    """The classic mistakes that would produce `yours` at `key`; scale last, as the most
-    general explanation."""
+def _fit(yours: np.ndarray, expected: np.ndarray) -> float | None:
+    """The one number c with yours = c x expected (to RTOL of the array's scale), if any."""
+    dot = float(np.sum(expected * expected))
+    if dot == 0.0:
+        return None
+    c = float(np.sum(yours * expected)) / dot
+    if np.max(np.abs(yours - c * expected)) > RTOL * scale_of(expected) * max(1.0, abs(c)):
+        return None
+    return c
+
+
+def _factor_findings(key: str, c: float, case: Case, spec: CaseSpec) -> list[Finding]:
+    """Every constant-factor cause of c at `key`, in plain words (no "yours is c x")."""
+    n, k = case["t"].shape
+    lr = spec.config.learning_rate
+    found = []
+    for f, flipped in factors.causes_of(c, factors.factors_at(key, n, k, lr, spec.config)):
+        if flipped:
+            found.append(Finding("sign_flipped+" + f.name, f"the sign is flipped, and {f.says}",
+                                 f"{f.fix}; and p - t, not t - p", factor=f.name))
+        else:
+            found.append(Finding(f.name, f.says, f.fix, factor=f.name))
+    return found
+
+
+def _step_rate(key: str, yours: np.ndarray, case: Case) -> float | None:
+    """c where yours = w - c * grad.w, for a step `key` (after_step.layer1.w, ...)."""
+    name = key.removeprefix("after_step.")
+    return _fit(case[name] - yours, case["grad." + name])
+
+
+def _step_findings(key: str, c: float | None, case: Case, spec: CaseSpec) -> list[Finding]:
+    """A step w - c * grad.w with c not the learning rate: another learning rate, or a
+    gradient c / lr times the case's (`factors`)."""
+    lr = spec.config.learning_rate
+    if c is None or c <= 0 or factors.same(c, lr):
+        return []
+    found = [Finding("learning_rate", f"the learning rate is {c:.4g}, where this case's is "
+                     f"{lr:g}", f"step with the case's learning rate, {lr:g}")]
+    grad_key, r = "grad." + key.removeprefix("after_step."), c / lr
+    # The learning rate folded into a gradient leaves the step right: no cause of a step.
+    return found + [f._replace(says=f"the gradient is {factors.number(r)} x the case's: {f.says}")
+                    for f in _factor_findings(grad_key, r, case, spec)
+                    if not f.name.startswith("sign") and f.name != "times_learning_rate"]
+
+
+def _scale_finding(key: str, c: float) -> Finding:
+    """A factor no known cause fits."""
+    if factors.same(c, -1.0):
+        uphill = " (a step with it goes uphill)" if key.startswith("grad.") else ""
+        return Finding("sign_flipped", f"yours is exactly -1 x the case's: the sign is "
+                       f"flipped{uphill}", "look for t - p where p - t belongs, or a lost minus")
+    passes = (f" (a whole number: was the gradient added up over {round(c)} passes?)"
+              if key.startswith("grad.") and c >= 3 and factors.same(c, round(c)) else "")
+    return Finding("scale", f"yours is {factors.number(c)} x the case's everywhere: a constant "
+                   f"factor is wrong{passes}", f"look for a missing or extra factor in {key}")
+
+
+def _param(key: str) -> bool:
+    """A parameter's gradient or step (grad.layer2.w, after_step.layer1.b)."""
+    return key.startswith(("grad.layer", "after_step.layer")) and key[-2:] in (".w", ".b")
+
+
+def _weighed(key: str, found: list[Finding], matched: Collection[str]) -> list[Finding]:
+    """`found`, less what the learner's matching numbers rule out, each name once. A constant
+    factor changes every parameter's gradient (and step) alike: not the cause where another
+    parameter's matched. A bias gradient or step whose weight's matched is wrong in the bias
+    alone; a step whose gradient matched, in the step alone."""
+    name = key.removeprefix("after_step.").removeprefix("grad.")
+    kind = key.split(".")[0]
+    if _param(key) and any(_param(m) and m.split(".")[0] == kind for m in matched):
+        found = [f for f in found if not f.factor]
+    if key.endswith(".b") and _param(key) and f"{kind}.{name[:-2]}.w" in matched:
+        found = [f for f in found if f.name in mistakes.BIAS_MISTAKES]
+    if kind == "after_step" and f"grad.{name}" in matched:
+        found = [f for f in found if f.name in mistakes.STEP_MISTAKES]
+    return list({f.name: f for f in found}.values())
+
+
+def _tell_apart(key: str, found: list[Finding], case: Case, spec: CaseSpec) -> str:
+    """What would separate the mistakes `found`: another quantity of the learner's, or another
+    case in which their factors differ."""
+    names = {f.name for f in found}
+    name = key.removeprefix("after_step.").removeprefix("grad.")
+    hints = []
+    if key.startswith("grad.") and key.endswith(".b") and names & mistakes.BIAS_MISTAKES:
+        hints.append(f"give your grad.{name[:-2]}.w too: if it matches the case's, only the "
+                     f"bias gradient is wrong")
+    if "learning_rate" in names:
+        hints.append(f"give your grad.{name} too: if it matches the case's, the learning rate "
+                     f"is the cause")
+    factor_names = [f.factor for f in found if f.factor]
+    if len(factor_names) > 1:
+        factor_key = "grad." + name if key.startswith("after_step.") else key
+        hints.append(factors.tell_apart(factor_key, factor_names, case["t"].shape, spec)
+                     or "no small case gives them different factors: look for each in your code")
+    return "; or ".join(hints) or f"hold your formula for {key} against each fix above"
+
+
+def diagnose(key: str, yours: np.ndarray, case: Case, spec: CaseSpec,
+             matched: Collection[str] = ()) -> list[Finding]:
+    """The classic mistakes that would produce `yours` at `key`, given which of the learner's
+    other quantities matched the case: one finding, one that lists several where the numbers
+    fit more than one mistake, or none."""
     if not np.all(np.isfinite(yours)):
         return [Finding("not_finite", f"your {key} holds NaN or infinite values: a log of 0, a "
                         f"division by 0 or an overflow (exp of a large number) upstream",
                         "find the first quantity of yours that is not finite; softmax is "
                         "safe as exp(o - o.max(axis=1, keepdims=True)) / sum")]
-    if key.startswith("after_step."):
-        found = mistakes.backward_findings(key, yours, case, spec, matches)
-        found = found or mistakes.step_findings(key, yours, case, spec, matches)
-    elif key.startswith("grad."):
-        found = mistakes.backward_findings(key, yours, case, spec, matches)
+    config = spec.config
+    if key.startswith("after_step.layer"):
+        c = _step_rate(key, yours, case)
+        what = None if c is None else f"your step is w - {c:.4g} * grad.w"
+        found = mistakes.backward_findings(key, yours, case, config, matches)
+        found += _step_findings(key, c, case, spec)
     else:
-        found = mistakes.forward_findings(key, yours, case, spec, matches)
-    if not found:
-        scaled = mistakes.scale_finding(key, yours, case[key], case, spec, RTOL)
-        found = [scaled] if scaled else []
-    return found
+        c = _fit(yours, case[key])
+        what = None if c is None else f"yours is exactly {factors.number(c)} x the case's"
+        scaled = [] if c is None else _factor_findings(key, c, case, spec)
+        diagnosed = (mistakes.backward_findings if key.startswith("grad.")
+                     else mistakes.forward_findings)
+        found = diagnosed(key, yours, case, config, matches) + scaled
+    found = _weighed(key, found, matched)
+    if len(found) > 1:
+        return [Finding("ambiguous", what or f"your {key} is what each of these gives",
+                        _tell_apart(key, found, case, spec), causes=tuple(found))]
+    if found and (found[0].factor or found[0].name == "learning_rate"):
+        return [found[0]._replace(says=f"{what}: {found[0].says}")]
+    # One number is always some multiple of another: only an array's factor says something.
+    if found or c is None or key.startswith("after_step.") or yours.size < 2:
+        return found
+    return [_scale_finding(key, c)]
 
 
 def compare(case: Case, yours: dict[str, np.ndarray], spec: CaseSpec) -> Comparison:
@@ -134,7 +249,8 @@ def compare(case: Case, yours: dict[str, np.ndarray], spec: CaseSpec) -> Compari
         else:
             results.append(KeyResult(key, section, False, 0.0, 0, (), 0.0, 0.0))
     first = next((r for r in results if r.given and not r.ok), None)
-    findings = diagnose(first.key, yours[first.key], case, spec) if first else []
+    matched = [r.key for r in results if r.given and r.ok]
+    findings = diagnose(first.key, yours[first.key], case, spec, matched) if first else []
     return Comparison(results, first, findings)
 
 

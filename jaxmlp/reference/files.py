@@ -1,5 +1,6 @@
 """The case's files, as bytes and text: `case.json` (one flat object, nested lists), `case.npz`
-(the same arrays), `settings.json` (the `CaseSpec`), and the parsing of a learner's file.
+(the same arrays), `settings.json` (the `CaseSpec`, one flat object), and the parsing of a
+learner's file.
 
 Pure conversions only; `cli.py` reads and writes the files.
 """
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxmlp.reference.case import Case, CaseSpec
+from jaxmlp.config import ConfigError
+from jaxmlp.reference.case import Case, CaseSpec, validate_spec
 from jaxmlp.reference.compare import CaseFileError
 
 CASE_JSON = "case.json"
@@ -21,6 +23,16 @@ CASE_NPZ = "case.npz"
 SETTINGS = "settings.json"
 README = "README.md"
 SUFFIXES = (".json", ".npz")
+# A case's files. settings.json is moved in last, so a folder holds a whole case exactly when
+# it holds settings.json.
+CASE_FILES = (CASE_NPZ, CASE_JSON, README, SETTINGS)
+
+
+def is_case_file(name: str) -> bool:
+    """One of a case's files, or what an interrupted atomic write of one leaves
+    (`.case.npz.<random>.tmp`)."""
+    return name in CASE_FILES or any(name.startswith(f".{own}.") and name.endswith(".tmp")
+                                     for own in CASE_FILES)
 
 
 def _plain(value: np.ndarray) -> Any:
@@ -41,16 +53,26 @@ def case_npz(case: Case) -> bytes:
 
 
 def settings_json(spec: CaseSpec, data: str) -> str:
-    return json.dumps({**spec.to_dict(), "data": data}, indent=2) + "\n"
+    return json.dumps({**spec.settings(), "data": data}, indent=2) + "\n"
 
 
 def parse_settings(text: str, where: str) -> tuple[CaseSpec, str]:
+    """The case's settings and its inputs in words; a CaseFileError naming what is wrong
+    (older cases' files load: the keys are the same, less "classes")."""
     try:
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise TypeError(f"a JSON {type(d).__name__}, not an object")
         data = d.pop("data")
-        return CaseSpec.from_dict(d), data
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        spec = CaseSpec.from_settings(d)
+    except KeyError as e:
+        raise CaseFileError(f"{where} is damaged (no {e})") from None
+    except (ValueError, TypeError, AttributeError) as e:
         raise CaseFileError(f"{where} is damaged ({e})") from None
+    try:
+        return validate_spec(spec), data
+    except ConfigError as e:
+        raise CaseFileError(f"{where} holds settings a case cannot have ({e})") from None
 
 
 def parse_json(raw: bytes, where: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 
 from jaxmlp.reference.compare import FLOAT64_LEVEL, RTOL, SECTIONS, Comparison, KeyResult
+from jaxmlp.reference.mistakes import Finding
 
 WIDTH = 100
 
@@ -55,16 +56,28 @@ def _later(comparison: Comparison) -> list[str]:
     return textwrap.wrap(text, WIDTH)
 
 
+def _finding_lines(f: Finding) -> list[str]:
+    if not f.causes:
+        return (textwrap.wrap(f"likely mistake: {f.says}", WIDTH, subsequent_indent="  ")
+                + textwrap.wrap(f"fix: {f.fix}", WIDTH, initial_indent="  ",
+                                subsequent_indent="    "))
+    lines = textwrap.wrap(f"likely mistake: {f.says}, which fits {len(f.causes)} mistakes in "
+                          f"this case; these numbers alone cannot tell which:", WIDTH,
+                          subsequent_indent="  ")
+    for cause in f.causes:
+        lines += textwrap.wrap(f"- {cause.says}", WIDTH, initial_indent="  ",
+                               subsequent_indent="    ")
+        lines += textwrap.wrap(f"fix: {cause.fix}", WIDTH, initial_indent="    ",
+                               subsequent_indent="      ")
+    return lines + textwrap.wrap(f"to tell them apart: {f.fix}", WIDTH, initial_indent="  ",
+                                 subsequent_indent="    ", break_on_hyphens=False)
+
+
 def _findings(comparison: Comparison) -> list[str]:
     if not comparison.findings:
         return [f"not one of the classic mistakes this check recognises: hold your formula for "
                 f"{comparison.first.key} against the case's README.md"]
-    lines = []
-    for f in comparison.findings:
-        lines += textwrap.wrap(f"likely mistake: {f.says}", WIDTH, subsequent_indent="  ")
-        lines += textwrap.wrap(f"fix: {f.fix}", WIDTH, initial_indent="  ",
-                               subsequent_indent="    ")
-    return lines
+    return [line for f in comparison.findings for line in _finding_lines(f)]
 
 
 def _verdict(comparison: Comparison) -> str:
