@@ -93,7 +93,7 @@ def loss_words(steps: Sequence[Any], done: Sequence[dict[str, Any]]) -> str:
              f"step to {num(steps[-1])} at the last of {len(steps)} steps")
     bad = next((i for i, v in enumerate(steps) if not finite(v)), None)
     if bad is not None:
-        words += f"; it became non-finite at step {bad + 1}"
+        words += f"; it became non-finite at step {bad + 1} of the run"
     if done:
         words += (f"; test loss {num(done[-1].get('test_loss'))} after epoch "
                   f"{done[-1]['epoch']}")

@@ -32,6 +32,7 @@ from jaxmlp.rundir import (
     INTERRUPTED,
     METRICS,
     OVERFIT,
+    REPORT_HTML,
     SUMMARY,
     result_lines,
 )
@@ -104,7 +105,8 @@ def read_run(folder: Path) -> RunFiles:
     return RunFiles(folder, record, facts.read_jsonl(folder / METRICS, unreadable),
                     facts.read_jsonl(folder / DIAGNOSTICS, unreadable),
                     facts.read_json(folder / SUMMARY, unreadable), overfit, tuple(unreadable),
-                    tuple(sorted(p.name for p in folder.iterdir() if p.is_file())),
+                    tuple(sorted(p.name for p in folder.iterdir()
+                                 if p.is_file() and p.name != REPORT_HTML)),
                     (folder / CHECKPOINT).is_file())
 
 

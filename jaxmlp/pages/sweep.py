@@ -103,7 +103,7 @@ def sweep_context(folder: Path) -> dict[str, Any]:
         "command": command(folder, record), "rebuild": f"python -m jaxmlp.plots {folder}",
         "sub_pages": sub_pages(folder), "machine": _machine(record),
         "unreadable": unreadable, "files": sorted(p.name for p in folder.iterdir()
-                                                  if p.is_file()),
+                                                  if p.is_file() and p.name != REPORT_HTML),
     }
 
 
