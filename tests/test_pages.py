@@ -6,7 +6,9 @@ missing), and the commands. Anything read from a file is text on the page, never
 The folders are made once for the module by the commands themselves (`python -m jaxmlp.train`
 and `python -m jaxmlp.sweep`, run in this process) from the committed MNIST sample: a finished
 run with --diagnose --plots, a run that diverges, one interrupted after its first epoch, an
---overfit folder and a sweep. tests/test_pages_browser.py opens the same pages in Chromium.
+--overfit folder and a sweep. The last tests open the same pages in headless Chromium
+(tests/_browser.py): every picture loaded and described, no console error, no request beyond
+the folder, the folder's numbers in the rendered text, and no script run from a hostile file.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import PIL.Image
 import pytest
+from _browser import Browser, find_chromium
 
 from jaxmlp import cli, pages, runner, stats
 from jaxmlp.config import Config
@@ -30,6 +36,7 @@ from jaxmlp.sweep.cli import main as sweep_main
 from jaxmlp.train import build_parser
 from jaxmlp.train import main as train_main
 
+REPO = Path(__file__).resolve().parent.parent
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
@@ -304,3 +311,104 @@ def test_settings_become_flags_and_words() -> None:
     assert facts.typed_command(["experiments/sweep_lr.py", "--quick"]) == (
         "python experiments/sweep_lr.py --quick")
     assert facts.typed_command(["/usr/bin/pytest", "-q"]) is None
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+# Where the screenshots go: CI keeps test-output/ (or $JAXMLP_TEST_OUTPUT) after the run.
+SCREENSHOTS = Path(os.environ.get("JAXMLP_TEST_OUTPUT", REPO / "test-output")) / "pages"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium; missing, a skip here and a failure in CI."""
+    executable = find_chromium()
+    if executable is None:
+        message = ("chromium not found: apt-get install chromium (Debian's package; .ci/run "
+                   "installs it)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + "; in CI a missing browser is a failure, not a skip")
+        pytest.skip(message)
+    b = Browser(executable)
+    yield b
+    b.close()
+
+
+def key_numbers(name: str, folder: Path) -> list[str]:
+    """What the page of `folder` must show, taken from the folder's own files."""
+    if name == "sweep":
+        rows = list(csv.DictReader(open(folder / "summary.csv")))
+        return [f"{r['variant']} {stats.pct(float(r['test_acc_mean']))}" for r in rows]
+    if name == "overfit":
+        return [f"in {read(folder, 'overfit.json')['steps']} steps"]
+    summary, metrics = read(folder, SUMMARY), read(folder, "metrics.jsonl")
+    found = [stats.pct(m["test_accuracy"]) for m in metrics if m.get("test_accuracy")]
+    if summary["status"] == "finished":
+        found += result_lines(summary)
+    else:
+        found.append(summary["message"])
+    return found
+
+
+def check_loaded(page, shot: Path) -> None:
+    """What every page must be in a browser: pictures loaded, each with its words, no error,
+    nothing from anywhere but the folder, something drawn."""
+    assert page.images or page.figures, "a page with no picture at all"
+    for image in page.images:
+        assert image["complete"] and image["width"] > 0, f"not loaded: {image['src']}"
+        assert (image["alt"] or "").strip(), f"no alt text: {image['src']}"
+    assert all((label or "").strip() for label in page.figures), "a chart without its words"
+    assert page.console_errors == []
+    assert [u for u in page.requests if not u.startswith("file://")] == []
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.write_bytes(page.screenshot)
+    with PIL.Image.open(shot) as im:
+        extrema = im.convert("RGB").getextrema()
+    assert any(lo != hi for lo, hi in extrema), "the screenshot is one flat colour"
+
+
+@pytest.mark.parametrize("name", ["ok", "diverged", "interrupted", "overfit", "sweep"])
+def test_the_page_in_a_browser(name: str, folders: dict[str, Path], browser: Browser) -> None:
+    """Each page opened in headless Chromium; its screenshot is written to
+    test-output/pages/<name>.png (or under $JAXMLP_TEST_OUTPUT), where CI keeps it."""
+    page = browser.open(folders[name] / REPORT_HTML)
+    check_loaded(page, SCREENSHOTS / f"{name}.png")
+    text = re.sub(r"\s+", " ", page.text)
+    for number in key_numbers(name, folders[name]):
+        assert number in text, (name, number)
+    assert page.scripts == 0 and page.handlers == 0
+
+
+def test_a_hostile_folder_runs_no_script(folders: dict[str, Path], browser: Browser,
+                                         tmp_path: Path) -> None:
+    """Markup in config.json, summary.json, metrics.jsonl, sweep.json and summary.md shows as
+    text: no script element, no event handler, nothing run."""
+    for copy in (hostile_run(folders["ok"], tmp_path / "run"),
+                 hostile_sweep(folders["sweep"], tmp_path / "sweep")):
+        page = browser.open(copy / REPORT_HTML)
+        assert (page.scripts, page.handlers, page.pwned) == (0, 0, None)
+        assert HOSTILE in page.text
+        assert page.console_errors == []
+
+
+def test_the_browser_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
+    """A page with every fault the checks look for is caught by each of them."""
+    shutil.copy(next(folders_png(tmp_path)), tmp_path / "ok.png")
+    (tmp_path / "bad.html").write_text(
+        "<!doctype html><title>bad</title><img src='ok.png'><img src='gone.png' alt='gone'>"
+        "<img src='http://127.0.0.1:9/x.png' alt='remote'>"
+        "<script>console.error('boom'); window.__pwned = 'yes'</script>")
+    page = browser.open(tmp_path / "bad.html")
+    assert [i["width"] > 0 for i in page.images] == [True, False, False]
+    assert page.images[0]["alt"] is None
+    assert any("boom" in e for e in page.console_errors)
+    assert any("gone.png" in e for e in page.console_errors)
+    assert "http://127.0.0.1:9/x.png" in page.requests
+    assert (page.scripts, page.pwned) == (1, "yes")
+
+
+def folders_png(tmp_path: Path) -> Iterator[Path]:
+    """A small real PNG for the fault page."""
+    path = tmp_path / "made.png"
+    PIL.Image.new("RGB", (8, 8), (200, 30, 30)).save(path)
+    yield path
