@@ -165,9 +165,13 @@ def flags(settings: dict[str, Any]) -> list[str]:
     return out
 
 
-def settings_table(config: Config, record: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    """(flag, value, where it came from) for every setting."""
-    return [(flag_name(k), value_words(v), origin(k, v, record))
+def settings_table(config: Config, record: dict[str, Any] | None,
+                   decided: Collection[str] = (), decider: str = ""
+                   ) -> list[tuple[str, str, str]]:
+    """(flag, value, where it came from) for every setting; those in `decided` were set by
+    `decider` (--overfit's batch, subset and schedule)."""
+    return [(flag_name(k), value_words(v),
+             f"set by {decider}" if k in decided else origin(k, v, record))
             for k, v in dataclasses.asdict(config).items()]
 
 

@@ -322,7 +322,8 @@ def run_context(run: RunFiles) -> dict[str, Any]:
         "folder": run.folder, "status": st, "findings": found, "healthy": healthy,
         "charts": curves(run, classes), "pictures": shown, "pictures_note": pictures_note,
         "typed": typed, "again": again, "rebuild": f"python -m jaxmlp.plots {run.folder}",
-        "settings": facts.settings_table(asked, run.record) if asked else [],
+        "settings": facts.settings_table(asked, run.record, OVERFIT_SETS if run.record is None
+                                         else (), "--overfit") if asked else [],
         "epochs": facts.epoch_rows(run.metrics), "data": facts.data_lines(run.record),
         "machine": facts.machine_lines(run.record or {}), "files": run.files,
         "unreadable": run.unreadable,
