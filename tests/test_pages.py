@@ -190,6 +190,24 @@ def test_an_interrupted_and_an_overfit_page(folders: dict[str, Path]) -> None:
     assert "python -m jaxmlp.train --dataset mnist" in text and "--overfit 20" in text
 
 
+def test_an_unfinished_sweep_says_so(folders: dict[str, Path], tmp_path: Path) -> None:
+    """A sweep interrupted before its tables: sweep.json says so, its chunks say how far."""
+    copy = shutil.copytree(folders["sweep"], tmp_path / "sweep")
+    record = read(copy, "sweep.json")
+    record["status"] = "interrupted"
+    (copy / "sweep.json").write_text(json.dumps(record))
+    for name in ("summary.md", "summary.csv", "curves.png", "final_accuracy.png"):
+        (copy / name).unlink()
+    chunks = sorted((copy / "chunks").glob("chunk-*.npz"))
+    chunks[0].unlink()
+    pages.write_sweep_page(copy)
+    text = page_text(copy)
+    assert "This sweep was interrupted: the same command again trains the rest" in text
+    assert (f"{len(chunks) - 1} of {record['num_chunks']} chunks trained "
+            f"({record['num_runs']} runs in all)") in text
+    assert "No summary.md yet" in text
+
+
 def test_the_sweep_page_shows_the_tables_and_findings(folders: dict[str, Path]) -> None:
     folder = folders["sweep"]
     text = page_text(folder)
@@ -338,7 +356,10 @@ def key_numbers(name: str, folder: Path) -> list[str]:
     """What the page of `folder` must show, taken from the folder's own files."""
     if name == "sweep":
         rows = list(csv.DictReader(open(folder / "summary.csv")))
-        return [f"{r['variant']} {stats.pct(float(r['test_acc_mean']))}" for r in rows]
+        record = read(folder, "sweep.json")
+        return [f"{record['num_runs']} runs, {record['num_variants']} variants x "
+                f"{record['num_seeds']} seeds",
+                *(f"{r['variant']} {stats.pct(float(r['test_acc_mean']))}" for r in rows)]
     if name == "overfit":
         return [f"in {read(folder, 'overfit.json')['steps']} steps"]
     summary, metrics = read(folder, SUMMARY), read(folder, "metrics.jsonl")

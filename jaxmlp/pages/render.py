@@ -68,9 +68,10 @@ def render(template: str, context: Mapping[str, Any]) -> str:
     return _ENV.get_template(template).render(**context)
 
 
-def write_page(folder: Path, template: str, context: Mapping[str, Any]) -> Path:
-    """Render `template` with `context` into `folder`/report.html, atomically (a reader sees
-    the old page or the new one); returns its path."""
-    path = Path(folder) / REPORT_HTML
+def write_page(folder: Path, template: str, context: Mapping[str, Any],
+               name: str = REPORT_HTML) -> Path:
+    """Render `template` with `context` into `folder`/`name` (a run's or sweep's report.html
+    by default), atomically: a reader sees the old page or the new one. Returns its path."""
+    path = Path(folder) / name
     checkpoint.atomic_write_text(path, render(template, context))
     return path
