@@ -119,3 +119,27 @@ def test_the_example_script_rewrites_only_the_output_blocks() -> None:
                    "\n```\nend")
     assert any(script.MACHINE.search(path.read_text()) for path in DOCUMENTS), \
         "the sentence naming the examples' machine is gone: the script cannot update it"
+
+
+def test_the_example_script_reruns_each_example_once_and_rewrites_every_file(
+    tmp_path: Path, mnist_sample_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture
+) -> None:
+    """Two files showing the same example: it runs once, both blocks get its output, and
+    `--check` then finds them up to date (an example whose output holds no timing)."""
+    script = _script()
+    command = (f"$ python -m jaxmlp.train --dataset mnist --data-dir {mnist_sample_dir} "
+               "--hidden 8 --batch-size 50 --epochs 1 --output none --error mse --optimizer sgd "
+               "--learning-rate 100 --schedule constant")
+    files = [tmp_path / "a.md", tmp_path / "b.md"]
+    for path in files:
+        path.write_text(f"intro\n```\n{command}\nstale output\n[exit status 7]\n```\nend\n")
+    monkeypatch.setattr(script, "documents", lambda: files)
+    assert script.main([]) == 0
+    assert "reran 1 examples; rewrote 2 of 2 files" in capsys.readouterr().out
+    for path in files:
+        block = path.read_text().split(command + "\n", 1)[1].split("```", 1)[0]
+        assert block.startswith("error: the loss became non-finite")
+        assert block.endswith("[exit status 3]\n") and "stale" not in block
+        assert "outputs in" not in block  # the lines that change from run to run are left out
+    assert script.main(["--check"]) == 0
