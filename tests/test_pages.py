@@ -264,7 +264,8 @@ def hostile_run(folder: Path, out: Path) -> Path:
     summary["diagnosis"] = [{"code": "dead_units", "message": HOSTILE, "advice": HOSTILE}]
     (copy / SUMMARY).write_text(json.dumps(summary))
     with open(copy / "metrics.jsonl", "a") as f:
-        f.write('{"epoch": 9, "train_loss": "' + HOSTILE.replace('"', '\\"') + '"}\n{cut off')
+        f.write(json.dumps({"epoch": 9, "train_loss": HOSTILE, "step_loss": [HOSTILE, 1.0]})
+                + '\n{"epoch": "' + HOSTILE.replace('"', "'") + '", "step_loss": [2]}\n{cut off')
     pages.write_run_page(copy)
     return copy
 

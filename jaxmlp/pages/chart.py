@@ -61,8 +61,11 @@ class Chart:
     bottom: int = HEIGHT - BOTTOM
 
 
-def _shown(y: float | None, log: bool) -> bool:
-    return y is not None and math.isfinite(y) and (y > 0 or not log)
+def _shown(y: object, log: bool) -> bool:
+    """Whether the axis can show `y` (anything but a finite number, or 0 on a log axis, is a
+    gap: a file may hold null, NaN, or worse)."""
+    return (isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y)
+            and (y > 0 or not log))
 
 
 def _nice_step(span: float, count: int = 5) -> float:

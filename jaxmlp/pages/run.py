@@ -221,11 +221,13 @@ def curves(run: RunFiles, classes: int) -> list[chart.Chart]:
         return _overfit_curves(run.overfit, classes)
     xs, ys = [], []
     for m in run.metrics:
-        steps = m.get("step_loss") or []
+        steps = m.get("step_loss") if isinstance(m.get("step_loss"), list) else []
+        if not isinstance(m.get("epoch"), int) or not steps:
+            continue
         total = len(steps) if m.get("train_loss") is not None else _steps_in_epoch(run, steps)
         xs += [m["epoch"] - 1 + (i + 1) / total for i in range(len(steps))]
         ys += steps
-    done = finished_epochs(run)
+    done = [m for m in finished_epochs(run) if isinstance(m.get("epoch"), int)]
     epochs = [m["epoch"] for m in done]
     loss = chart.line_chart(
         [chart.Series("train, every step", xs, ys),

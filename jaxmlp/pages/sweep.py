@@ -109,11 +109,10 @@ def sweep_context(folder: Path) -> dict[str, Any]:
 
 def _machine(record: dict[str, Any]) -> list[str]:
     lines = facts.machine_lines(record)
-    if record.get("wall_seconds") is not None:
-        lines.append(f"wall {record['wall_seconds']:.1f} s (compile "
-                     f"{record.get('compile_seconds', 0):.1f} s, train "
-                     f"{record.get('train_seconds', 0):.1f} s) over "
-                     f"{len(record.get('sessions') or [])} session(s)")
+    seconds = [record.get(k) for k in ("wall_seconds", "compile_seconds", "train_seconds")]
+    if all(facts.finite(x) for x in seconds):
+        lines.append("wall {:.1f} s (compile {:.1f} s, train {:.1f} s)".format(*seconds)
+                     + f" over {len(record.get('sessions') or [])} session(s)")
     return lines
 
 
