@@ -178,6 +178,17 @@ def test_a_diverged_page_leads_with_what_failed(folders: dict[str, Path]) -> Non
         assert "there is no checkpoint to draw" in text
 
 
+def test_a_folder_without_summary_json(folders: dict[str, Path], tmp_path: Path) -> None:
+    """Killed before summary.json (or written before it said how the run ended): a run whose
+    metrics end in a diverged epoch diverged; any other stopped early."""
+    for name, says in (("diverged", "This run diverged at epoch"),
+                       ("ok", "This run stopped before it finished")):
+        copy = shutil.copytree(folders[name], tmp_path / name)
+        (copy / SUMMARY).unlink()
+        pages.write_run_page(copy)
+        assert says in page_text(copy), name
+
+
 def test_an_interrupted_and_an_overfit_page(folders: dict[str, Path]) -> None:
     text = page_text(folders["interrupted"])
     assert "This run was interrupted after 1 of 3 epochs" in text

@@ -146,6 +146,9 @@ def num_classes(run: RunFiles, config: Config | None) -> int:
 
 
 def status(run: RunFiles) -> Status:
+    """How the run ended, as summary.json records it (a folder without one: killed, or
+    running; one from before `status` was recorded: finished, or diverged if metrics.jsonl
+    ends with the diverged epoch), and how far it got."""
     if run.overfit is not None and run.record is None:
         return _overfit_status(run.overfit)
     s, done = run.summary, finished_epochs(run)
@@ -154,20 +157,20 @@ def status(run: RunFiles) -> Status:
     far = (f"{len(done)} of {total} epochs finished" + (
         f"; after epoch {last['epoch']}: test accuracy {facts.pct(last.get('test_accuracy'))}, "
         f"train loss {facts.num(last.get('train_loss'))}" if last else ""))
-    if s is None:
-        return Status("unfinished", True, "This run stopped before it finished",
-                      f"There is no {SUMMARY}: the run was killed, or is still running.", far)
-    kind = s.get("status", FINISHED)  # folders from before `status` was recorded finished
+    bad = next((m for m in reversed(run.metrics) if m.get("diverged_at_step")), None)
+    kind = (s or {}).get("status", FINISHED if s else DIVERGED if bad else "unfinished")
     if kind == FINISHED:
         return Status(kind, False, "; ".join(result_lines(s)), "", far)
     if kind == DIVERGED:
-        bad = next((m for m in reversed(run.metrics) if m.get("diverged_at_step")), {})
-        where = (f" at epoch {bad['epoch']}, step {bad['diverged_at_step']}" if bad else "")
+        where = f" at epoch {bad['epoch']}, step {bad['diverged_at_step']}" if bad else ""
         return Status(kind, True, f"This run diverged{where}: the loss became NaN or inf",
-                      s.get("message", ""), far)
+                      str((s or {}).get("message", "")), far)
     if kind == INTERRUPTED:
         return Status(kind, True, f"This run was interrupted after {len(done)} of {total} "
-                      "epochs", s.get("message", ""), far)
+                      "epochs", str(s.get("message", "")), far)
+    if s is None:
+        return Status(kind, True, "This run stopped before it finished",
+                      f"There is no {SUMMARY}: the run was killed, or is still running.", far)
     return Status(str(kind), True, f"This run ended: {kind}", str(s.get("message", "")), far)
 
 
@@ -188,6 +191,7 @@ def overfit_result(o: dict[str, Any]) -> OverfitResult:
     return OverfitResult(o["examples"], bool(o["reached"]), int(o["steps"]),
                          float(o.get("seconds", 0.0)), float(o.get("compile_seconds", 0.0)),
                          series("loss"), series("accuracy"), o.get("dataset", ""),
+                         # `describe` only asks whether the steps were diagnosed
                          step_stats=True if o.get("diagnostics") else None)
 
 
