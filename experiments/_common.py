@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkou
 
 import jax  # noqa: E402
 
-from jaxmlp import cli, compilation, data, stats, sweep  # noqa: E402
+from jaxmlp import cli, compilation, data, pages, stats, sweep  # noqa: E402
 from jaxmlp.checkpoint import CheckpointError, atomic_write_text  # noqa: E402
 from jaxmlp.config import Config, ConfigError  # noqa: E402
 from jaxmlp.rundir import make_folder  # noqa: E402
@@ -135,6 +135,8 @@ def run(
     if not result.complete:
         raise SystemExit(f"sweep {out} did not complete")
     args.trained.append(result.record["sessions"][-1]["runs_trained"])
+    if args.writer:  # its page now; `finish` rewrites the experiment's own with its findings
+        pages.write_sweep_page(out)
     return result
 
 
@@ -192,6 +194,7 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
         sections = [*sections, (f"The {mode} budget", SMALL_BUDGET.format(mode=mode))]
     if jax.process_index() == 0:  # the others of a multi-process sweep only train
         sweep.write_findings(result, findings, sections)
+        pages.write_sweep_page(result.out)
     heading = "findings"
     if mode != "default":
         echo("\n" + SMALL_BUDGET.format(mode=mode))
@@ -199,7 +202,8 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
     echo(f"\n{result.spec.name}: {heading}")
     for f in findings:
         echo(f"- {f}")
-    echo(f"outputs in {result.out}" if jax.process_index() == 0 else
+    echo(f"outputs in {result.out}; page: {result.out / pages.REPORT_HTML}"
+         if jax.process_index() == 0 else
          f"process {jax.process_index()}: trained its share; process 0 writes the outputs")
 
 

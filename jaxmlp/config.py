@@ -179,7 +179,7 @@ class Config:
 
 # The settings a data set trains with unless they are given: Config's defaults are MNIST's
 # (60,000 images of 784 pixels), far too large a network and far too few steps for 1,000 points
-# in the plane. Chosen so that each reaches its accuracy in seconds (README: Toy problems).
+# in the plane. Chosen so that each reaches its accuracy in seconds (docs/toy-problems.md).
 _TOY = MappingProxyType({"hidden": (16, 16), "batch_size": 32, "learning_rate": 0.01,
                          "epochs": 20})
 DATASET_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({

@@ -5,8 +5,10 @@ resumed run truncates and restores them.
     metrics.jsonl      one line per finished epoch (a diverged epoch ends it with one more line)
     checkpoint.npz     the state after the last finished epoch, written atomically
     diagnostics.jsonl  with --diagnose: one line per evaluation, epoch 0 = initialisation
-    summary.json       written at the end
+    summary.json       written at the end, and when the run diverges or is interrupted
+                       (`status`, and the `message` that says what stopped it)
     overfit.json       written by --overfit
+    report.html        the run's page (`jaxmlp.pages`), rebuilt from the files above
 
 Every file that is replaced is replaced atomically (`checkpoint.atomic_write_text`); jsonl files
 are appended a line at a time, so an interruption loses at most the line being written.
@@ -31,6 +33,12 @@ CHECKPOINT = "checkpoint.npz"
 DIAGNOSTICS = "diagnostics.jsonl"
 SUMMARY = "summary.json"
 OVERFIT = "overfit.json"
+REPORT_HTML = "report.html"  # a run's page, and a sweep's in its folder
+
+# summary.json's `status`: how the run ended.
+FINISHED = "finished"
+DIVERGED = "diverged"
+INTERRUPTED = "interrupted"
 
 
 def make_folder(path: str | os.PathLike, flag: str = "--out") -> Path:
@@ -163,3 +171,12 @@ class RunDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT
+
+
+def result_lines(s: dict[str, Any]) -> list[str]:
+    """What summary.json says of the result: accuracy after how many epochs, final train loss
+    (the console's closing lines and the page's result line)."""
+    acc, loss = s.get("test_accuracy"), s.get("final_train_loss")
+    return [f"{s['dataset']}: test accuracy {acc:.2%} after {s['epochs_done']}/{s['epochs']} "
+            "epochs" if acc is not None else f"{s['dataset']}: no epoch completed",
+            *([f"final train loss {loss:.4f}"] if loss is not None else [])]

@@ -52,7 +52,7 @@ from jaxmlp.loop import (
 from jaxmlp.plots import run as plotting
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
-from jaxmlp.rundir import SUMMARY, RunDir, default_folder
+from jaxmlp.rundir import DIVERGED, FINISHED, INTERRUPTED, SUMMARY, RunDir, default_folder
 from jaxmlp.versions import versions
 
 # The test accuracy whose training time the summary reports ("time to 98%").
@@ -60,7 +60,11 @@ TARGET_ACCURACY = 0.98
 
 
 class Diverged(RuntimeError):
-    """The loss became non-finite; the message names the epoch and step."""
+    """The loss became non-finite; the message names the epoch and step, `folder` the run."""
+
+    def __init__(self, message: str, folder: str) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 class Interrupted(KeyboardInterrupt):
@@ -94,7 +98,8 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
     preprocessing that did not apply, when there are any: an MNIST record stays as it was)."""
     record = {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
               "verified": dataset.verified, "fallback": note,
-              "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0])}
+              "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0]),
+              "num_classes": dataset.num_classes}
     if applied:
         record["defaults"] = applied
     skipped = _skipped(config, dataset)
@@ -303,7 +308,7 @@ def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..
                 plotting.gradient_norms(recorder.rows, p.run.path / plotting.GRADIENT_NORMS)
             note = nonfinite_note(recorder.rows) if recorder else ""
             raise Diverged(divergence_message(config, e + 1, step, m.step_loss.shape[0], p,
-                                              note))
+                                              note), str(p.run))
         row = _metrics_row(e + 1, m, test_loss, test_accuracy, seconds, config)
         history.append(row)
         p.run.append_metrics(row)
@@ -387,13 +392,29 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
     t_compiled = time.perf_counter()
     end = p.config.epochs if max_epochs is None else min(p.config.epochs,
                                                          p.start_epoch + max_epochs)
+    times = {"data_seconds": t_data - t_start, "compile_seconds": t_compiled - t_data}
     try:
         state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
                                       plots=plots)
+    except Diverged as e:
+        record_stop(p, times, DIVERGED, str(e))
+        raise
     except KeyboardInterrupt:
+        record_stop(p, times, INTERRUPTED, "interrupted (Ctrl-C); the finished epochs are "
+                    f"checkpointed: continue with --resume {p.run}")
         raise Interrupted(str(p.run)) from None
-    times = {"data_seconds": t_data - t_start, "compile_seconds": t_compiled - t_data}
     summary = finish(p, state, history, recorder, plots, log, times)
     summary["wall_seconds"] = time.perf_counter() - t_start
+    summary["status"] = FINISHED
     p.run.write_json(SUMMARY, summary)
     return summary
+
+
+def record_stop(p: Prepared, times: dict[str, float], status: str, message: str) -> None:
+    """summary.json for a run that stopped early: how far it got (its finished epochs, as
+    metrics.jsonl holds them), `status` and the `message` that said why, so that its page can
+    be rebuilt from the folder alone."""
+    history = [h for h in p.run.metrics() if h.get("train_loss") is not None]
+    p.run.write_json(SUMMARY, {**summarize(p, history, times), "status": status,
+                               "message": message})
+

@@ -12,10 +12,10 @@ import dataclasses
 import sys
 from typing import Any
 
-from jaxmlp import checkpoint, cli, compilation, data
+from jaxmlp import checkpoint, cli, compilation, data, pages
 from jaxmlp.config import Config, ConfigError, flag_name
 from jaxmlp.overfit_run import run_overfit
-from jaxmlp.rundir import CONFIG_JSON
+from jaxmlp.rundir import CONFIG_JSON, result_lines
 from jaxmlp.runner import Diverged, Interrupted, run
 
 
@@ -29,7 +29,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _diagnostics_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("diagnostics (see the README: When training goes wrong)")
+    g = parser.add_argument_group("diagnostics (see docs/when-training-goes-wrong.md)")
     g.add_argument("--diagnose", action="store_true",
                    help="record per-layer gradient norms, update ratios, activation statistics, "
                         "dead/saturated units and the first non-finite value in "
@@ -71,6 +71,8 @@ def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
     except (ConfigError, data.DataError) as e:
         cli.fail(str(e))
     print(result.describe())
+    if args.out:
+        print(f"outputs in {args.out}; {write_page(args.out)}")
     return 0 if result.reached else 1
 
 
@@ -86,20 +88,25 @@ def _check_resume(parser: argparse.ArgumentParser, args: argparse.Namespace,
         cli.fail("--resume DIR writes into DIR; drop --out")
 
 
-def format_summary(s: dict[str, Any]) -> str:
-    acc = s["test_accuracy"]
-    loss = s["final_train_loss"]
+def write_page(folder: str) -> str:
+    """The run's page, written into its folder; the words that say where it is (or why there
+    is none: a page never costs the run its result)."""
+    try:
+        return f"page: {pages.write_run_page(folder)}"
+    except (OSError, ConfigError) as e:
+        return f"no page written ({e})"
+
+
+def format_summary(s: dict[str, Any], page: str = "") -> str:
     lines = [
-        f"{s['dataset']}: test accuracy {acc:.2%} after {s['epochs_done']}/{s['epochs']} epochs"
-        if acc is not None else f"{s['dataset']}: no epoch completed",
-        f"final train loss {loss:.4f}" if loss is not None else "",
+        *result_lines(s),
         f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f}, "
         f"train {s['train_seconds']:.2f}, wall {s['wall_seconds']:.2f}",
     ]
     t = s.get("train_seconds_to_98pct")
     if t is not None:
         lines.append(f"reached 98% test accuracy after {t:.2f} s of training")
-    lines.append(f"outputs in {s['out']}")
+    lines.append(f"outputs in {s['out']}" + (f"; {page}" if page else ""))
     return "\n".join(line for line in lines if line)
 
 
@@ -123,13 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
         cli.fail(str(e))
     except Diverged as e:
+        print(f"outputs in {e.folder}; {write_page(e.folder)}")
         cli.fail(str(e), code=3)
     except Interrupted as e:
+        print(f"outputs in {e.folder}; {write_page(e.folder)}")
         cli.fail(f"interrupted; finished epochs are checkpointed: continue with --resume "
                  f"{e.folder}", code=130)
     except KeyboardInterrupt:
         cli.fail("interrupted before training started; nothing to resume", code=130)
-    print(format_summary(summary))
+    print(format_summary(summary, write_page(summary["out"])))
     print(compilation.startup_line(import_seconds, summary["data_seconds"],
                                    summary["compile_seconds"], cache_folder))
     return 0

@@ -1,6 +1,7 @@
-"""Rerun every `$ python -m jaxmlp.train ...` example in README.md and rewrite its output block.
+"""Rerun every `$ python -m jaxmlp.train ...` example in README.md and the guide (docs/*.md) and
+rewrite its output block.
 
-    JAXMLP_DATA_DIR=../shared/data python scripts/readme_examples.py          # rewrite README.md
+    JAXMLP_DATA_DIR=../shared/data python scripts/readme_examples.py          # rewrite them
     JAXMLP_DATA_DIR=../shared/data python scripts/readme_examples.py --check  # only compare
 
 An example is a fenced block whose first line is `$ python -m jaxmlp.train ARGS` and whose last
@@ -19,11 +20,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
 COMMAND = re.compile(r"^\$ (python -m jaxmlp\.train.*)$")
 VARYING = re.compile(r"^(seconds:|outputs in|start-up:)")
-MACHINE = re.compile(r"(Every command below was run as shown, on MNIST \(found through "
-                     r"`JAXMLP_DATA_DIR`, see \"How data\nis found\"\), on )([^;]*)(;)")
+MACHINE = re.compile(r"(Every command below was run as shown, on MNIST \(found through\s+"
+                     r"`JAXMLP_DATA_DIR`, see \[How data\s+is found\]\([^)]*\)\), on )([^;]*)(;)")
+
+
+def documents() -> list[Path]:
+    """The files whose examples this script keeps true: README.md and every guide page."""
+    return [README, *sorted((REPO / "docs").glob("*.md"))]
 
 
 def machine() -> str:
@@ -60,21 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 if an example's output has changed")
     args = parser.parse_args(argv)
-    text = README.read_text()
-    lines = text.split("\n")
-    outputs = {}
+    texts = {path: path.read_text() for path in documents()}
+    ran: dict[str, list[str]] = {}  # an example shown in two places runs once
+    changed = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, line in enumerate(lines):
-            if m := COMMAND.match(line):
-                outputs[i] = run(m.group(1), Path(tmp) / f"example-{i}")
-                print(f"{m.group(1)}: {outputs[i][-1]}", flush=True)
-    new = MACHINE.sub(lambda m: m.group(1) + machine() + m.group(3), rewrite(text, outputs))
+        for path, text in texts.items():
+            outputs = {}
+            for i, line in enumerate(text.split("\n")):
+                if m := COMMAND.match(line):
+                    if m.group(1) not in ran:
+                        ran[m.group(1)] = run(m.group(1), Path(tmp) / f"example-{len(ran)}")
+                        print(f"{m.group(1)}: {ran[m.group(1)][-1]}", flush=True)
+                    outputs[i] = ran[m.group(1)]
+            new = MACHINE.sub(lambda m: m.group(1) + machine() + m.group(3),
+                              rewrite(text, outputs))
+            if new != text:
+                changed.append(path)
+                if not args.check:
+                    path.write_text(new)
     if args.check:
-        changed = new != text
-        print("README examples " + ("differ from this run" if changed else "are up to date"))
-        return int(changed)
-    README.write_text(new)
-    print(f"rewrote {len(outputs)} examples in {README}")
+        print("examples " + (f"differ from this run in {', '.join(p.name for p in changed)}"
+                             if changed else "are up to date"))
+        return int(bool(changed))
+    print(f"reran {len(ran)} examples; rewrote {len(changed)} of {len(texts)} files")
     return 0
 
 

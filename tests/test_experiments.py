@@ -19,7 +19,7 @@ from _experiments import assert_findings_follow_numbers, findings, load, run
 from jaxmlp.plots import sweep as plots_sweep
 
 SWEEP_OUTPUTS = ("results.csv", "runs.csv", "summary.csv", "summary.md", "sweep.json",
-                 "curves.png", "final_accuracy.png")
+                 "curves.png", "final_accuracy.png", "report.html")
 
 
 def check_sweep(out: Path) -> dict:
@@ -44,8 +44,10 @@ def test_sweep_reduction(data_dir: Path, tmp_path: Path) -> None:
     record = check_sweep(tmp_path)
     # The reductions and the inputs' scaling are traced values: one program per loss.
     assert record["num_variants"] == 16 and record["num_groups"] == 2
+    page = (tmp_path / "report.html").read_text()
     for control in ("sgd_rescaled", "adam", "raw_lr"):
         check_sweep(tmp_path / "controls" / control)
+        assert f'href="controls/{control}/report.html"' in page  # the page links to each
     text = " ".join(findings(tmp_path))
     assert "lr 0.1/64 followed mean" in text
     assert "Adam" in text and "raw 0..255" in text
@@ -74,6 +76,9 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     assert record["num_variants"] == 2 * len(lrs)
     text = " ".join(findings(tmp_path))
     assert "SGD: best at lr" in text and "ADAM: best at lr" in text
+    # The page shows the experiment's own picture and its findings, as summary.md ends them.
+    page = (tmp_path / "report.html").read_text()
+    assert 'src="lr_vs_accuracy.png"' in page and "SGD: best at lr" in page
 
     # Rerunning the same command reuses every run: nothing is trained twice.
     run("sweep_lr", tmp_path, data_dir)

@@ -1,6 +1,6 @@
 """The package's layers: a module imports only from its own layer or the ones below, at the
 top of the file, and no import cycle. The table below is the one home of the layer order (the
-README's "How the code is laid out" describes it)."""
+guide's docs/code-layout.md describes it)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ LAYERS = (
     ("pictures", ("jaxmlp.plots",)),
     ("sweeps", ("jaxmlp.sweep",)),
     ("one run", ("jaxmlp.runner", "jaxmlp.overfit_run")),
+    ("pages", ("jaxmlp.pages",)),
     ("commands", ("jaxmlp.train",)),
 )
 COMMANDS = len(LAYERS) - 1

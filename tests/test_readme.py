@@ -1,8 +1,8 @@
-"""The README's examples stay true: every `python -m jaxmlp.train` command it shows parses and
-validates with today's flags, has a declared outcome (exit status and the phrase that names what
-went wrong) that its README output shows, and still comes out that way when run on a tenth of
-MNIST; the script that reruns them rewrites exactly the output between a command and its exit
-status."""
+"""The examples of README.md and the guide (docs/*.md) stay true: every `python -m jaxmlp.train`
+command they show parses and validates with today's flags, has a declared outcome (exit status
+and the phrase that names what went wrong) that every block showing it shows, and still comes
+out that way when run on a tenth of MNIST; the script that reruns them covers every one of
+those files and rewrites exactly the output between a command and its exit status."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ from jaxmlp.config import Config, validate
 from jaxmlp.train import build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
-COMMANDS = re.findall(r"^\$ python -m jaxmlp\.train(.*)$", (REPO / "README.md").read_text(),
-                      flags=re.MULTILINE)
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# (file, the command's arguments) for every example, in every file that shows one.
+EXAMPLES = [(path, args) for path in DOCUMENTS
+            for args in re.findall(r"^\$ python -m jaxmlp\.train(.*)$", path.read_text(),
+                                   flags=re.MULTILINE)]
+COMMANDS = sorted({args for _, args in EXAMPLES})
 
 
 def _script():
@@ -62,17 +66,24 @@ OUTCOMES = {
 SMALL = ["--train-subset", "6000"]
 
 
-def test_the_readme_shows_train_examples() -> None:
+def test_the_readme_and_the_guide_show_train_examples() -> None:
     assert len(COMMANDS) >= 10
+    assert any(path.name == "README.md" for path, _ in EXAMPLES), "the README shows none"
 
 
-def test_every_readme_example_shows_its_declared_outcome() -> None:
-    assert sorted(COMMANDS) == sorted(OUTCOMES), "a README example without a declared outcome"
-    text = (REPO / "README.md").read_text()
-    for args, (status, phrase) in OUTCOMES.items():
-        block = text.split(f"$ python -m jaxmlp.train{args}\n", 1)[1].split("[exit status", 1)
-        assert phrase in block[0], (args, phrase)
-        assert block[1].startswith(f" {status}]"), (args, status)
+def test_the_script_reruns_the_examples_of_every_file_that_has_them() -> None:
+    assert _script().documents() == DOCUMENTS
+
+
+def test_every_example_shows_its_declared_outcome() -> None:
+    assert COMMANDS == sorted(OUTCOMES), "an example without a declared outcome"
+    for path, args in EXAMPLES:
+        status, phrase = OUTCOMES[args]
+        blocks = path.read_text().split(f"$ python -m jaxmlp.train{args}\n")[1:]
+        for block in blocks:
+            shown, rest = block.split("[exit status", 1)
+            assert phrase in shown, (path.name, args, phrase)
+            assert rest.startswith(f" {status}]"), (path.name, args, status)
 
 
 @pytest.mark.xla_defaults
@@ -106,5 +117,29 @@ def test_the_example_script_rewrites_only_the_output_blocks() -> None:
     new = script.rewrite(text, {start: ["new line", "[exit status 3]"]})
     assert new == ("intro\n```\n$ python -m jaxmlp.train --epochs 1\nnew line\n[exit status 3]"
                    "\n```\nend")
-    assert script.MACHINE.search((REPO / "README.md").read_text()), \
+    assert any(script.MACHINE.search(path.read_text()) for path in DOCUMENTS), \
         "the sentence naming the examples' machine is gone: the script cannot update it"
+
+
+def test_the_example_script_reruns_each_example_once_and_rewrites_every_file(
+    tmp_path: Path, mnist_sample_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture
+) -> None:
+    """Two files showing the same example: it runs once, both blocks get its output, and
+    `--check` then finds them up to date (an example whose output holds no timing)."""
+    script = _script()
+    command = (f"$ python -m jaxmlp.train --dataset mnist --data-dir {mnist_sample_dir} "
+               "--hidden 8 --batch-size 50 --epochs 1 --output none --error mse --optimizer sgd "
+               "--learning-rate 100 --schedule constant")
+    files = [tmp_path / "a.md", tmp_path / "b.md"]
+    for path in files:
+        path.write_text(f"intro\n```\n{command}\nstale output\n[exit status 7]\n```\nend\n")
+    monkeypatch.setattr(script, "documents", lambda: files)
+    assert script.main([]) == 0
+    assert "reran 1 examples; rewrote 2 of 2 files" in capsys.readouterr().out
+    for path in files:
+        block = path.read_text().split(command + "\n", 1)[1].split("```", 1)[0]
+        assert block.startswith("error: the loss became non-finite")
+        assert block.endswith("[exit status 3]\n") and "stale" not in block
+        assert "outputs in" not in block  # the lines that change from run to run are left out
+    assert script.main(["--check"]) == 0

@@ -132,7 +132,7 @@ def test_the_case_is_jax_grad_of_loss_fn_and_finite_differences(spec: CaseSpec) 
         assert_close(case["o"], np.asarray(mlp_apply(params, batch.x, config.activation)),
                      FLOAT64_TOLERANCE, "o vs model.mlp_apply")
         stepped = [{k: case[f"after_step.layer{i}.{k}"] for k in "wb"} for i in (1, 2)]
-        loss_after = float(loss_fn(stepped, batch, config))
+        loss_after = float(loss_fn(stepped, batch, config)[0])
     assert float(case["loss"]) == pytest.approx(want_loss, rel=1e-12)
     assert_close(case["after_step.layer1.w"], case["layer1.w"] - config.learning_rate
                  * np.asarray(grads[0]["w"]), FLOAT64_TOLERANCE, "the SGD step")

@@ -1,4 +1,5 @@
-"""`python -m jaxmlp.plots RUN_DIR`: redraw the plots of a run folder from what it holds."""
+"""`python -m jaxmlp.plots DIR`: redraw the plots of a run folder from what it holds, and
+rebuild the page (report.html) of a run or sweep folder from its files."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmlp import checkpoint, cli, data
+from jaxmlp import checkpoint, cli, data, pages
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.loop import device_data, hyper_from_config, initial_state
 from jaxmlp.plots.run import write_overfit_plots, write_run_plots
 from jaxmlp.report import diagnose, gradient_verdict
-from jaxmlp.rundir import CONFIG_JSON, OVERFIT, RunDir
+from jaxmlp.rundir import CHECKPOINT, CONFIG_JSON, DIVERGED, OVERFIT, SUMMARY, RunDir
 
 
 def plot_overfit_folder(run_dir: str | os.PathLike) -> list[str]:
@@ -76,19 +77,53 @@ def plot_run_folder(run_dir: str | os.PathLike, data_dir: str | None = None) -> 
                            verdict)
 
 
+def diverged_without_checkpoint(folder: Path) -> bool:
+    """A run that diverged in its first epoch: there is no trained network to draw."""
+    try:
+        status = json.loads((folder / SUMMARY).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status == DIVERGED and not (folder / CHECKPOINT).exists()
+
+
+def redraw_run(folder: Path, data_dir: str | None = None) -> str:
+    """Redraw a run folder's plots and rebuild its page; the line that says what was written.
+    A folder whose plots cannot be drawn (no data, no checkpoint) still gets its page."""
+    if diverged_without_checkpoint(folder):
+        page = pages.write_run_page(folder)
+        return (f"no plots redrawn: the run diverged in its first epoch, so there is no "
+                f"checkpoint to draw from; wrote {page}")
+    try:
+        written = plot_run_folder(folder, data_dir)
+    except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
+        if not ((folder / CONFIG_JSON).is_file() or (folder / OVERFIT).is_file()):
+            raise
+        page = pages.write_run_page(folder)
+        raise ConfigError(f"{e} (the plots were not redrawn; the page {page} was rebuilt from "
+                          "the folder's files)") from e
+    pages.write_run_page(folder)
+    return f"wrote {', '.join([*written, pages.REPORT_HTML])} in {folder}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser: argparse.ArgumentParser = cli.ArgumentParser(
-        prog="python -m jaxmlp.plots", description="Draw the plots of a jaxmlp run folder.")
-    parser.add_argument("run_dir", help="a folder written by python -m jaxmlp.train (also "
-                                        "--overfit N --out DIR)")
+        prog="python -m jaxmlp.plots",
+        description="Draw the plots of a jaxmlp run folder and rebuild its page (report.html); "
+                    "for a sweep folder, rebuild its page.")
+    parser.add_argument("run_dir", metavar="DIR",
+                        help="a folder written by python -m jaxmlp.train (also --overfit N --out "
+                             "DIR), python -m jaxmlp.sweep or an experiment's script")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="where the run's data set is now (default: where the run read "
                              "it, as its config.json records; else $JAXMLP_DATA_DIR, then "
                              "jaxmlp's usual places)")
     args = parser.parse_args(argv)
+    folder = Path(args.run_dir)
     try:
-        written = plot_run_folder(args.run_dir, args.data_dir)
-    except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
+        if pages.is_sweep_folder(folder):
+            print(f"wrote {pages.write_sweep_page(folder)}")
+            return 0
+        print(redraw_run(folder, args.data_dir))
+    except (ConfigError, data.DataError, checkpoint.CheckpointError, OSError) as e:
         cli.fail(str(e))
-    print(f"wrote {', '.join(written)} in {args.run_dir}")
     return 0

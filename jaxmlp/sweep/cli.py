@@ -8,11 +8,12 @@ import argparse
 import dataclasses
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 import jax
 
-from jaxmlp import checkpoint, cli, compilation, data
+from jaxmlp import checkpoint, cli, compilation, data, pages
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.sweep import distributed
 from jaxmlp.sweep.program import COMPILE_MODES
@@ -191,6 +192,17 @@ def spec_document(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return doc
 
 
+def write_page(out: str) -> str:
+    """The sweep's page, written into `out` by process 0 (if the sweep got as far as its
+    sweep.json); the words that say where it is."""
+    if jax.process_index() > 0 or not pages.is_sweep_folder(Path(out)):
+        return ""
+    try:
+        return f"; page: {pages.write_sweep_page(out)}"
+    except OSError as e:
+        return f"; no page written ({e})"
+
+
 def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
     rec = result.record
     if jax.process_index() > 0:
@@ -204,7 +216,7 @@ def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
           f"{rec['train_seconds']:.1f} s)")
     for line in generic_findings(spec, result.summary):
         print(f"- {line}")
-    print(f"outputs in {out}")
+    print(f"outputs in {out}{write_page(out)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(e))
     except KeyboardInterrupt:
         message = (f"interrupted; finished chunks are saved in {args.out}/{CHUNKS}: run the same "
-                   "command again to continue")
+                   f"command again to continue{write_page(args.out)}")
         if jax.process_count() > 1:
             distributed.leave(message, code=130)
         cli.fail(message, code=130)

@@ -23,9 +23,14 @@ from jaxmlp.sweep.program import PROBES, RESULT_FIELDS
 from jaxmlp.sweep.result import SweepResult
 from jaxmlp.sweep.spec import SweepSpec, format_value
 
+# The files a complete sweep writes beside sweep.json (and chunks/).
+RESULTS_CSV, RUNS_CSV, SUMMARY_CSV, SUMMARY_MD = ("results.csv", "runs.csv", "summary.csv",
+                                                  "summary.md")
+CURVES_PNG, FINAL_PNG = "curves.png", "final_accuracy.png"
+
 # Where the words of these tables are explained in plain terms (bootstrap interval, blocked
 # pairs, input-blind images, lockstep, traced settings).
-GLOSSARY = "Terms: jaxmlp's README.md, 'Words used here'."
+GLOSSARY = "Terms: jaxmlp's guide, docs/words.md."
 
 
 def results_columns(spec: SweepSpec) -> list[str]:
@@ -282,12 +287,12 @@ def write_outputs(
     plots: bool = True,
 ) -> None:
     """results.csv, runs.csv, summary.csv, summary.md (with generic findings) and the plots."""
-    _write_csv(out / "results.csv", results_rows(spec, runs, results), results_columns(spec))
+    _write_csv(out / RESULTS_CSV, results_rows(spec, runs, results), results_columns(spec))
     run_rows = [run_summary(spec, r, results[r.index], datasets) for r in runs]
-    _write_csv(out / "runs.csv", run_rows, list(run_rows[0]))
-    _write_csv(out / "summary.csv", summary, list(summary[0]))
+    _write_csv(out / RUNS_CSV, run_rows, list(run_rows[0]))
+    _write_csv(out / SUMMARY_CSV, summary, list(summary[0]))
     text = summary_markdown(spec, summary, record, generic_findings(spec, summary))
-    checkpoint.atomic_write_text(out / "summary.md", text)
+    checkpoint.atomic_write_text(out / SUMMARY_MD, text)
     if plots:
         write_plots(out, spec, runs, results, datasets)
 
@@ -335,14 +340,14 @@ def write_plots(out: Path, spec: SweepSpec, runs: Sequence[Run],
     factors, loss_label = plots_sweep.loss_on_one_scale(
         configs, [datasets.dataset(c)[0].num_classes for c in configs])
     losses = [f * loss for f, loss in zip(factors, stack("train_loss"), strict=True)]
-    plots_sweep.plot_curves(out / "curves.png", names, losses, stack("test_accuracy"),
+    plots_sweep.plot_curves(out / CURVES_PNG, names, losses, stack("test_accuracy"),
                             spec.name, panels_by([v.overrides for v in spec.variants]),
                             loss_label)
-    plots_sweep.plot_final(out / "final_accuracy.png", names, finals, spec.name)
+    plots_sweep.plot_final(out / FINAL_PNG, names, finals, spec.name)
 
 
 def write_findings(result: SweepResult, findings: Sequence[str],
                    sections: Sequence[tuple[str, str]] = ()) -> None:
     """Rewrite summary.md with an experiment's own findings (and extra sections) at the end."""
     text = summary_markdown(result.spec, result.summary, result.record, findings, sections)
-    checkpoint.atomic_write_text(result.out / "summary.md", text)
+    checkpoint.atomic_write_text(result.out / SUMMARY_MD, text)
