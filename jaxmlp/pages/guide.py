@@ -40,6 +40,10 @@ FINDING_GUIDE: dict[str, tuple[str, str]] = {
     "not_learning": (WRONG, "the-loss-falls-but-the-predictions-do-not-improve"),
     "low_accuracy": (WRONG, "the-loss-falls-but-the-predictions-do-not-improve"),
     "overfitting": (WRONG, "training-accuracy-far-above-test-accuracy"),
+    "loss_spike": (WRONG, "or-the-loss-spikes-and-comes-back-down"),
+    "gradients_stopped": (WRONG, "the-loss-settles-at-the-uniform-guess-and-the-gradients-stop"),
+    "uniform_plateau": (WRONG, "the-loss-settles-at-the-uniform-guess-and-the-gradients-stop"),
+    "not_memorised": (WRONG, "how-long-should-it-take-to-fit-a-few-examples"),
 }
 
 
