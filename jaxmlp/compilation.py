@@ -189,17 +189,23 @@ def process_age_seconds() -> float | None:
 
 
 def startup_line(import_seconds: float | None, data_seconds: float, compile_seconds: float,
-                 folder: Path | None) -> str:
+                 startup_seconds: float | None, folder: Path | None) -> str:
     """One line on where start-up time went, and whether the compilation cache was used.
 
-    `compile_seconds` is what `run` measured around tracing and compiling (with a warm cache:
-    tracing, lowering and loading the executables from disk).
+    `compile_seconds`: tracing, lowering and XLA (with a warm cache: loading the executables
+    from disk instead), on the thread that compiled while the data loaded;
+    `startup_seconds`: from the run's start to its programs ready and its first state made,
+    which the overlap makes less than data plus compile.
     """
     parts = []
     if import_seconds is not None:
         parts.append(f"import {import_seconds:.2f} s")
     parts.append(f"data {data_seconds:.2f} s")
-    parts.append(f"compile {compile_seconds:.2f} s")
+    parts.append(f"compile {compile_seconds:.2f} s" + (" alongside" if startup_seconds else ""))
+    if startup_seconds is not None:
+        first = startup_seconds + (import_seconds or 0.0)
+        parts.append(f"first step after {first:.2f} s" + (" of the process"
+                                                           if import_seconds else ""))
     if folder is None:
         why = "off: JAXMLP_NO_COMPILE_CACHE is set" if _truthy(os.environ.get(ENV_DISABLE)) \
             else "off"

@@ -14,6 +14,7 @@ vmapped; the reductions may be traced values, so sum and mean share one compiled
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -193,12 +194,16 @@ def uniform_guess_loss(config: Config, num_classes: int) -> float:
     every example: 1/K for every class (for integer targets, the middle label (K - 1) / 2),
     averaged over labels 0..K-1. A loss that stops there has learnt nothing about the inputs;
     for MSE with one-hot targets and class mean it is (K - 1) / K^2, 0.09 for 10 classes."""
+    return float(_uniform_guess(config, num_classes))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _uniform_guess(config: Config, num_classes: int) -> jax.Array:
     k = num_outputs(config, num_classes)
     uniform = {"softmax": 0.0, "sum_normalize": 1.0, "none": 1.0 / num_classes}
     fill = (num_classes - 1) / 2 if config.targets == "integer" else uniform[config.output]
-    labels = jnp.arange(num_classes)
     logits = jnp.full((num_classes, k), fill, jnp.float32)
-    return float(jnp.mean(per_example_loss(logits, labels, config)))
+    return jnp.mean(per_example_loss(logits, jnp.arange(num_classes), config))
 
 
 def predict_labels(logits: jax.Array, config: Config) -> jax.Array:

@@ -2,9 +2,10 @@
 
 `run(config, out)` is what `python -m jaxmlp.train` does, in four steps that each do one job:
 
-1. `prepare`: the configuration (a resumed run's own), the data, the run folder;
-2. `compile_programs`: the epoch (with per-step statistics under --diagnose) and the
-   evaluation, compiled ahead of time so compilation is measured apart from training;
+1. `prepare`: the configuration (a resumed run's own), the data, the run folder, and the
+   programs (`jaxmlp.programs`: compiled ahead of time, from the data's expected shapes, in a
+   thread of their own while the data loads), then the initial (or restored) state;
+2. `Recorder`: diagnostics.jsonl under --diagnose;
 3. `train_epochs`: the Python loop over epochs: one host synchronisation per epoch, a metrics
    line and a checkpoint after each, a clear error when the loss goes non-finite;
 4. `finish`: the report, the plots, summary.json.
@@ -27,7 +28,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxmlp import data, probes
+from jaxmlp import data, programs
 from jaxmlp.config import (
     Config,
     ConfigError,
@@ -37,19 +38,9 @@ from jaxmlp.config import (
     validate,
 )
 from jaxmlp.diagnostics import make_row, nonfinite_note, num
-from jaxmlp.loop import (
-    DeviceData,
-    Hyper,
-    TrainState,
-    device_data,
-    hyper_from_config,
-    initial_state,
-    make_epoch,
-    make_evaluate,
-    make_step,
-    model_sizes,
-)
+from jaxmlp.loop import DeviceData, Hyper, TrainState, device_data, hyper_from_config, model_sizes
 from jaxmlp.plots import run as plotting
+from jaxmlp.programs import Programs
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
 from jaxmlp.rundir import DIVERGED, FINISHED, INTERRUPTED, SUMMARY, RunDir, default_folder
@@ -81,12 +72,13 @@ class Prepared(NamedTuple):
     dev: DeviceData
     hyper: Hyper
     run: RunDir
+    programs: Programs
     state: TrainState
     data_key: jax.Array
-    tx: Any
     start_epoch: int
     history: list[dict[str, Any]]
     diag_rows: list[dict[str, Any]]
+    times: dict[str, float]  # data_seconds, compile_seconds, startup_seconds
 
 
 # --- 1. prepare -----------------------------------------------------------------------------------
@@ -150,30 +142,48 @@ def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
     return dataset, note, dev, hyper_from_config(config, np.asarray(dev.x_train))
 
 
-def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
-            log: Callable[[str], None], given: Collection[str] | None = None) -> Prepared:
-    """Everything a run needs before compiling; bad settings fail here, before any work.
-    `given`: the settings given explicitly, which the data set's own defaults leave alone."""
-    applied: dict[str, Any] = {}
-    if resume:
-        if out is None:
-            raise ConfigError("--resume needs the run folder to continue")
-        config = RunDir(out).config()
-    else:
-        config, applied = with_defaults(config, given, log)
-    dataset, note, dev, hyper = load(config, progress=progress, log=log)
-    state, data_key, tx = initial_state(jax.random.key(config.seed), config, dev, hyper,
-                                        dataset.num_classes)
+def settle(config: Config, out: str | Path | None, *, resume: bool,
+           given: Collection[str] | None, log: Callable[[str], None]
+           ) -> tuple[Config, dict[str, Any]]:
+    """The configuration a run trains with (a resumed run's own, from its folder; else
+    `config` with its data set's own defaults), and the defaults so applied."""
     if not resume:
-        path = out if out is not None else default_folder(dataset.name)
-        run = RunDir.create(path, _record(config, dataset, note, dev, hyper, applied))
-        return Prepared(config, dataset, dev, hyper, run, state, data_key, tx, 0, [], [])
-    run = RunDir(out)
+        return with_defaults(config, given, log)
+    if out is None:
+        raise ConfigError("--resume needs the run folder to continue")
+    return RunDir(out).config(), {}
+
+
+def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
+            log: Callable[[str], None], given: Collection[str] | None = None,
+            diagnose: bool = False) -> Prepared:
+    """Everything a run needs before its first epoch; bad settings fail here, before any work.
+    The programs compile while the data loads (`programs.start`). `given`: the settings given
+    explicitly, which the data set's own defaults leave alone."""
+    t_start = time.perf_counter()
+    config, applied = settle(config, out, resume=resume, given=given, log=log)
+    compiling = programs.start(config, diagnose)
+    try:
+        dataset, note, dev, hyper = load(config, progress=progress, log=log)
+        t_data = time.perf_counter()
+        run = (RunDir(out) if resume else RunDir.create(
+            out if out is not None else default_folder(dataset.name),
+            _record(config, dataset, note, dev, hyper, applied)))
+    except BaseException:
+        programs.stop(compiling)
+        raise
+    progs = programs.ready(compiling, dev, dataset.num_classes)
+    state, data_key = progs.init(jax.random.key(config.seed), hyper)
+    times = {"data_seconds": t_data - t_start, "compile_seconds": progs.seconds,
+             "startup_seconds": time.perf_counter() - t_start}
+    if not resume:
+        return Prepared(config, dataset, dev, hyper, run, progs, state, data_key, 0, [], [],
+                        times)
     state, start_epoch = run.restore(state)
     history, diag_rows = run.truncate(start_epoch)
     log(f"resuming {run} after epoch {start_epoch} of {config.epochs}")
-    return Prepared(config, dataset, dev, hyper, run, state, data_key, tx, start_epoch, history,
-                    diag_rows)
+    return Prepared(config, dataset, dev, hyper, run, progs, state, data_key, start_epoch,
+                    history, diag_rows, times)
 
 
 # --- 2. compile (and the diagnostics recorder) ----------------------------------------------------
@@ -182,34 +192,22 @@ def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: b
 class Recorder:
     """Writes diagnostics.jsonl for --diagnose, and keeps the rows for the report.
 
-    The epoch it compiles is `loop.make_epoch` with `probes.step_statistics` in its step; the
-    probe of the parameters runs as a separate program after each epoch (and once for the
-    initial parameters). Nothing here waits for the device except `end_epoch`, called after
-    the epoch's one host synchronisation.
+    The epoch it reads is `programs.diagnosed_epoch`: `loop.make_epoch` with
+    `probes.step_statistics` in its step; the probe of the parameters runs as a program of its
+    own after each epoch (and once for the initial parameters). Nothing here waits for the
+    device except `end_epoch`, called after the epoch's one host synchronisation.
     """
 
     def __init__(self, p: Prepared) -> None:
-        self.config, self.run = p.config, p.run
+        self.config, self.run, self.probe = p.config, p.run, p.programs.probe
         self.shapes = list(itertools.pairwise(model_sizes(p.config, p.dev.x_train.shape[1],
                                                           p.dataset.num_classes)))
-        self.probe = jax.jit(probes.make_probe(p.config, p.dataset.num_classes))
         self.rows = list(p.diag_rows)
         self.run.start_diagnostics(self.rows)
         # Probe the initial parameters (epoch 0), unless a resumed run already has them; the
         # row is written with epoch 1, whose first step supplies the initial gradient norms.
         self._initial = None if self.rows else self.probe(p.state.params, p.dev, p.hyper)
         self._pending: tuple[Any, Any, int] | None = None
-
-    def epoch(self, config: Config, tx: Any) -> Callable[..., Any]:
-        """`epoch(state, data, hyper, key) -> (state, EpochMetrics, EpochDiagnostics)`."""
-        epoch = make_epoch(config, tx, make_step(config, tx, probes.step_statistics()))
-
-        def diagnosed(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
-                      ) -> tuple[Any, Any, probes.EpochDiagnostics]:
-            state, m = epoch(state, dev, hyper, key)
-            return state, m._replace(step_stats=None), probes.summarize_epoch(m.step_stats)
-
-        return diagnosed
 
     def wrap(self, epoch_fn: Callable[..., Any]) -> Callable[..., Any]:
         """Adapt the compiled epoch to `make_epoch`'s `(state, metrics)`, and queue the probe
@@ -237,20 +235,6 @@ class Recorder:
     def _append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         self.run.append_diagnostics(row)
-
-
-def compile_programs(p: Prepared, recorder: Recorder | None
-                     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """(epoch, evaluate), compiled. The state is donated: XLA may update parameters in place
-    instead of allocating new buffers each epoch."""
-    epoch = recorder.epoch(p.config, p.tx) if recorder else make_epoch(p.config, p.tx)
-    epoch_fn = jax.jit(epoch, donate_argnums=0).lower(
-        p.state, p.dev, p.hyper, jax.random.fold_in(p.data_key, 0)).compile()
-    if recorder:
-        epoch_fn = recorder.wrap(epoch_fn)
-    eval_fn = jax.jit(make_evaluate(p.config)).lower(
-        p.state.params, p.dev.x_test, p.dev.y_test, p.hyper).compile()
-    return epoch_fn, eval_fn
 
 
 # --- 3. the epochs ----------------------------------------------------------------------------
@@ -385,14 +369,15 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
     None: those still at Config's defaults are not given). Returns the summary.
     """
     t_start = time.perf_counter()
-    p = prepare(config, out, resume=resume, progress=progress, log=log, given=given)
-    t_data = time.perf_counter()
-    recorder = Recorder(p) if diagnose or plots else None
-    epoch_fn, eval_fn = compile_programs(p, recorder)
-    t_compiled = time.perf_counter()
+    diagnose = diagnose or plots  # the gradient picture needs the statistics
+    p = prepare(config, out, resume=resume, progress=progress, log=log, given=given,
+                diagnose=diagnose)
+    recorder = Recorder(p) if diagnose else None
+    epoch_fn = recorder.wrap(p.programs.epoch) if recorder else p.programs.epoch
+    eval_fn = p.programs.evaluate
     end = p.config.epochs if max_epochs is None else min(p.config.epochs,
                                                          p.start_epoch + max_epochs)
-    times = {"data_seconds": t_data - t_start, "compile_seconds": t_compiled - t_data}
+    times = dict(p.times)
     try:
         state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
                                       plots=plots)

@@ -100,8 +100,8 @@ def write_page(folder: str) -> str:
 def format_summary(s: dict[str, Any], page: str = "") -> str:
     lines = [
         *result_lines(s),
-        f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f}, "
-        f"train {s['train_seconds']:.2f}, wall {s['wall_seconds']:.2f}",
+        f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f} (alongside "
+        f"the data), train {s['train_seconds']:.2f}, wall {s['wall_seconds']:.2f}",
     ]
     t = s.get("train_seconds_to_98pct")
     if t is not None:
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail("interrupted before training started; nothing to resume", code=130)
     print(format_summary(summary, write_page(summary["out"])))
     print(compilation.startup_line(import_seconds, summary["data_seconds"],
-                                   summary["compile_seconds"], cache_folder))
+                                   summary["compile_seconds"], summary.get("startup_seconds"),
+                                   cache_folder))
     return 0
 
 

@@ -45,7 +45,7 @@ from jaxmlp.data.cache import cache_dir
 from jaxmlp.data.dataset import Dataset
 from jaxmlp.data.errors import DataError, DatasetNotFound
 from jaxmlp.data.idx import read_idx
-from jaxmlp.data.lookup import load_data, load_dataset
+from jaxmlp.data.lookup import Shape, expected_shape, load_data, load_dataset
 from jaxmlp.data.preprocess import flatten, input_affine, one_hot, skipped_steps
 from jaxmlp.data.toy import load_toy, toy_points
 
@@ -56,7 +56,9 @@ __all__ = [
     "DataError",
     "Dataset",
     "DatasetNotFound",
+    "Shape",
     "cache_dir",
+    "expected_shape",
     "flatten",
     "input_affine",
     "load_data",

@@ -7,7 +7,8 @@ import numpy as np
 from jaxmlp.data.dataset import Dataset
 from jaxmlp.data.errors import DataError
 
-_DIGITS_TRAIN = 1437  # of 1797: 80 %, leaving 360 for test
+DIGITS_TOTAL = 1797  # scikit-learn's bundled 8x8 digits
+DIGITS_TRAIN = 1437  # 80 %, leaving 360 for test
 
 
 def _load_digits(source: str) -> Dataset:
@@ -23,7 +24,7 @@ def _load_digits(source: str) -> Dataset:
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int32)
     order = np.random.default_rng(0).permutation(len(images))
-    train, test = order[:_DIGITS_TRAIN], order[_DIGITS_TRAIN:]
+    train, test = order[:DIGITS_TRAIN], order[DIGITS_TRAIN:]
     source = (
         "scikit-learn's bundled digits (8x8, values 0..16 rescaled to 0..255; "
         f"split by numpy default_rng(0) permutation: {len(train)} train / {len(test)} test)"

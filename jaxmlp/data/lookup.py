@@ -8,17 +8,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS, Config
 from jaxmlp.data.cache import cache_dir
-from jaxmlp.data.dataset import Dataset, _checked_split, _dataset
-from jaxmlp.data.digits import _load_digits
+from jaxmlp.data.dataset import NUM_CLASSES, Dataset, _checked_split, _dataset
+from jaxmlp.data.digits import DIGITS_TOTAL, DIGITS_TRAIN, _load_digits
 from jaxmlp.data.download import _download_idx_files, _mirror_list
 from jaxmlp.data.errors import DataError, DatasetNotFound
 from jaxmlp.data.idx import read_idx_digest
 from jaxmlp.data.specs import _SPECS, IDX_FILES, _Spec
 from jaxmlp.data.tfds import _load_from_tfds, tfds_advice
-from jaxmlp.data.toy import load_toy
+from jaxmlp.data.toy import TOY_TEST, TOY_TRAIN, TOYS, load_toy
 
 # Where Debian's dataset packages put data; a module constant so tests can point it elsewhere
 # (set jaxmlp.data.lookup.SYSTEM_DATA_DIR: rebinding the name jaxmlp.data re-exports does not
@@ -213,3 +216,26 @@ def load_data(config: Config, *, progress: bool) -> tuple[Dataset, str | None]:
             "network access (the files are cached in ~/.cache/jaxmlp)."
         )
         return load_dataset("digits"), note
+
+
+class Shape(NamedTuple):
+    """A data set's sizes as its loader will give them: examples, values per example after
+    flattening, classes, and the dtype of the values."""
+
+    num_train: int
+    num_test: int
+    features: int
+    num_classes: int
+    dtype: np.dtype
+
+
+def expected_shape(name: str) -> Shape:
+    """The shape `load_dataset(name)` gives for the published files (or the generator), known
+    before anything is read, so that programs can compile while the data loads. A folder of the
+    user's own IDX files may hold other sizes: compare with what was loaded."""
+    if name in TOY_DATASETS:
+        return Shape(TOY_TRAIN, TOY_TEST, 2, TOYS[name].classes, np.dtype(np.float32))
+    if name == "digits":
+        return Shape(DIGITS_TRAIN, DIGITS_TOTAL - DIGITS_TRAIN, 64, NUM_CLASSES, np.dtype(np.uint8))
+    train, test = (_SPECS[name].content_bytes[f] for f in IDX_FILES[1::2])
+    return Shape(train - 8, test - 8, 28 * 28, NUM_CLASSES, np.dtype(np.uint8))

@@ -1,0 +1,149 @@
+"""The compiled programs of one run, built ahead of time from shapes alone.
+
+A run needs four programs: the initial state, the epoch (with the per-step statistics of
+`--diagnose` in it, when asked), the evaluation and, under `--diagnose`, the probe of the
+parameters. None of them depends on the data's values, only on their shapes, and a known data
+set's shapes are known before a byte of it is read (`data.expected_shape`). So `start` compiles
+them in a thread of their own (`jit(...).lower(shapes).compile()`) while the caller loads and
+checks the data: XLA compiles outside Python's lock, reading the files mostly does too. When the
+data turns out to have other shapes (a folder of one's own IDX files, the digits fallback),
+`ready` compiles again for the shapes it has.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp import data, probes
+from jaxmlp.config import Config
+from jaxmlp.loop import (
+    DeviceData,
+    Hyper,
+    TrainState,
+    initial_state,
+    make_epoch,
+    make_evaluate,
+    make_optimizer,
+    make_step,
+    steps_per_epoch,
+)
+
+
+class Programs(NamedTuple):
+    """One run's compiled programs, and the shapes they were compiled for."""
+
+    dev: DeviceData  # of jax.ShapeDtypeStruct
+    num_classes: int
+    init: Callable[..., Any]  # (key, hyper) -> (TrainState, data key)
+    epoch: Callable[..., Any]  # (state, dev, hyper, key) -> (state, EpochMetrics[, diagnostics])
+    evaluate: Callable[..., Any]  # (params, pixels, labels, hyper) -> (loss, accuracy)
+    probe: Callable[..., Any] | None  # (params, dev, hyper) -> probes.ProbeStats; --diagnose
+    seconds: float  # tracing, lowering and XLA, on the thread that compiled them
+
+
+def device_shapes(config: Config, shape: data.Shape) -> DeviceData:
+    """The `loop.device_data` of a data set of `shape`, as shapes: its training subset, flat."""
+    n = shape.num_train if config.train_subset is None else min(shape.num_train,
+                                                                config.train_subset)
+    sds = jax.ShapeDtypeStruct
+    return DeviceData(sds((n, shape.features), shape.dtype), sds((n,), np.int32),
+                      sds((shape.num_test, shape.features), shape.dtype),
+                      sds((shape.num_test,), np.int32))
+
+
+def shapes_of(dev: DeviceData) -> DeviceData:
+    return DeviceData(*(jax.ShapeDtypeStruct(x.shape, x.dtype) for x in dev))
+
+
+def diagnosed_epoch(config: Config, num_train: int) -> Callable[..., Any]:
+    """`epoch(state, dev, hyper, key) -> (state, metrics, EpochDiagnostics)`: the epoch with
+    `probes.step_statistics` in its step, summarised on the device."""
+    epoch = plain_epoch(config, num_train, probes.step_statistics())
+
+    def diagnosed(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
+                  ) -> tuple[Any, Any, probes.EpochDiagnostics]:
+        state, m = epoch(state, dev, hyper, key)
+        return state, m._replace(step_stats=None), probes.summarize_epoch(m.step_stats)
+
+    return diagnosed
+
+
+def plain_epoch(config: Config, num_train: int,
+                stats: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """`loop.make_epoch` with the optimizer built from the (traced) `hyper` it is called
+    with: its update reads the learning rate from the state, as `initial_state` put it there."""
+
+    def epoch(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array) -> Any:
+        tx = make_optimizer(config, steps_per_epoch(config, num_train), hyper.learning_rate)
+        return make_epoch(config, tx, make_step(config, tx, stats))(state, dev, hyper, key)
+
+    return epoch
+
+
+def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose: bool
+                     ) -> Programs:
+    """Every program of a run on data of `dev`'s shapes (`device_shapes`, `shapes_of`). The
+    state is donated to the epoch: XLA may update the parameters in place."""
+    t0 = time.perf_counter()
+    hyper = Hyper(*[jax.ShapeDtypeStruct((), jnp.float32)] * len(Hyper._fields))
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    init = jax.jit(lambda k, h: initial_state(k, config, dev, h, num_classes)[:2])
+    state, data_key = jax.eval_shape(init, key, hyper)
+    num_train = dev.x_train.shape[0]
+    epoch = diagnosed_epoch(config, num_train) if diagnose else plain_epoch(config, num_train)
+    probe = None
+    if diagnose:
+        probe = jax.jit(probes.make_probe(config, num_classes)).lower(
+            state.params, dev, hyper).compile()
+    return Programs(
+        dev, num_classes, init.lower(key, hyper).compile(),
+        jax.jit(epoch, donate_argnums=0).lower(state, dev, hyper, data_key).compile(),
+        jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
+                                             hyper).compile(),
+        probe, time.perf_counter() - t0)
+
+
+class Compiling(NamedTuple):
+    """Programs being compiled in a thread of their own (`start`), for the shapes guessed."""
+
+    config: Config
+    diagnose: bool
+    future: concurrent.futures.Future
+    pool: concurrent.futures.ThreadPoolExecutor
+
+
+def start(config: Config, diagnose: bool) -> Compiling:
+    """Begin compiling `config`'s programs for the shapes its data set will have (MNIST when
+    none is named, as `data.load_data` tries first), in a background thread."""
+    shape = data.expected_shape(config.dataset or "mnist")
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-compile")
+    future = pool.submit(compile_programs, config, device_shapes(config, shape),
+                         shape.num_classes, diagnose)
+    return Compiling(config, diagnose, future, pool)
+
+
+def ready(compiling: Compiling, dev: DeviceData, num_classes: int) -> Programs:
+    """The programs for the data that was loaded: those compiled in the background when they
+    fit its shapes, else compiled now. Waits for the background compile either way, so no
+    thread is left behind (and an error there is raised here)."""
+    try:
+        programs = compiling.future.result()
+    finally:
+        compiling.pool.shutdown(wait=True)
+    if programs.dev == shapes_of(dev) and programs.num_classes == num_classes:
+        return programs
+    return compile_programs(compiling.config, shapes_of(dev), num_classes, compiling.diagnose)
+
+
+def stop(compiling: Compiling) -> None:
+    """Abandon a background compile (the run failed before it was needed): wait for the thread
+    to end without raising what it raised."""
+    compiling.future.cancel()
+    compiling.pool.shutdown(wait=True)
