@@ -21,7 +21,7 @@ LAYERS = (
     ("rows, words, folder", ("jaxmlp.diagnostics", "jaxmlp.report", "jaxmlp.rundir")),
     ("pictures", ("jaxmlp.plots",)),
     ("sweeps", ("jaxmlp.sweep",)),
-    ("one run", ("jaxmlp.runner", "jaxmlp.overfit_run")),
+    ("one run", ("jaxmlp.programs", "jaxmlp.runner", "jaxmlp.overfit_run")),
     ("pages", ("jaxmlp.pages",)),
     ("commands", ("jaxmlp.train",)),
 )
