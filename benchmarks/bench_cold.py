@@ -1,178 +1,146 @@
-"""Cold compilation of the default run: where the seconds go, and what each way of cutting them
-would change.
+"""Cold starts: the default run and every experiment, with every cache off, as on a new machine
+or after a jax upgrade.
 
-    python -m benchmarks.bench_cold              # 5 rounds, about 2 minutes
-    python -m benchmarks.bench_cold --rounds 1   # one round, a quick look
+    python -m benchmarks.bench_cold                      # default run x3, each experiment once
+    python -m benchmarks.bench_cold --only train --rounds 5
+    python -m benchmarks.bench_cold --budget quick       # the experiments' --quick budgets
+    python -m benchmarks.bench_cold --write-readme       # and rewrite its table in README.md
+    python -m benchmarks.bench_cold --smoke              # seconds: the test suite's check
 
-Every measurement is a fresh process with the persistent compilation cache off, so every
-program compiles from nothing, as on a new machine, after a jax upgrade or for a new network.
-Each process builds the default configuration's programs (784-512-512-10, Adam, batch 128) the
-way `python -m jaxmlp.train` does and reports, per phase, how many XLA programs it compiled and
-the backend compile seconds JAX's own monitoring events give:
-
-- `init`: the initial parameters and optimizer state (`loop.initial_state`, run eagerly: the
-  weights come from two programs, `model.init_mlp`'s draw and scaling, and the rest, the key
-  splits and the optimizer's zeros, are one small program per operation and shape);
-- `epoch`: the jitted epoch (`loop.make_epoch`, a `lax.scan` over the steps);
-- `evaluate`: the jitted test-set evaluation.
-
-Variants, each against `trainer` (what the trainer does today) in the same round:
-
-- `init-op-by-op`: the weights drawn layer by layer by `jax.nn.initializers`, op by op, as the
-  trainer did before `init_mlp` compiled them as two programs (bitwise the same parameters);
-- `init-jit-O0`: the whole initialisation as one jitted program, compiled at XLA's CPU
-  optimisation level 0 (it runs once, so its speed does not matter);
-- `rbg`: JAX's `rbg` PRNG instead of the default threefry (`jax_default_prng_impl`).
-
-The last two change the numbers a seed gives, so each row says whether the parameters the variant
-starts from are bitwise the trainer's. Rounds interleave the variants, so a burst of load from
-elsewhere hits them alike; the table quotes medians and the median of per-round ratios.
+Every measurement is a fresh process with the persistent compilation cache off and a fresh user
+cache (MNIST comes from `$JAXMLP_DATA_DIR` or `--data-dir`). The default run is `python -m
+jaxmlp.train`: its start-up line says how long the imports took, how long the data took to load,
+how long its programs took to compile (in a thread of their own, alongside the data) and when
+its first step began. An experiment is `python experiments/NAME.py`: its `experiment.json`
+records its wall time and the seconds it spent compiling (tracing, lowering and XLA, every
+thread's: `jaxmlp.compilation.compile_seconds`). The table quotes medians over the rounds, with
+the CPU model and its vector extensions: figures differ a lot between CPUs.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from benchmarks import _common as common
-from jaxmlp import compilation, loop, model
-from jaxmlp.config import Config
 
-VARIANTS = ("trainer", "init-op-by-op", "init-jit-O0", "rbg")
-PHASES = ("init", "epoch", "evaluate")
-
-
-def measure(variant: str, data_dir: str | None) -> dict[str, Any]:
-    """One fresh process's figures for `variant` (run by `main` through `--child`)."""
-    if variant == "rbg":  # before the first key is made
-        jax.config.update("jax_default_prng_impl", "rbg")
-    if variant == "init-op-by-op":  # init_mlp's path for PRNGs without bits by flat index
-        model._bits_by_flat_index = lambda key: False
-    compilation.tune_xla_cpu()
-    compiles: list[float] = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda name, secs, **_: compiles.append(secs)
-        if name == "/jax/core/compile/backend_compile_duration" else None)
-    config = Config(dataset="mnist")
-    dataset = common.load_mnist(data_dir)
-    dev = loop.device_data(dataset, config)
-    hyper = loop.hyper_from_config(config, np.asarray(dev.x_train))
-    jax.block_until_ready(jax.jit(lambda x: x + 1)(1.0))  # the backend's one-time start-up
-    marks = [len(compiles)]
-    key = jax.random.key(config.seed)
-    if variant == "init-jit-O0":
-        init = jax.jit(lambda k, h: loop.initial_state(k, config, dev, h)[:2],
-                       compiler_options={"xla_backend_optimization_level": 0})
-        state, data_key = init(key, hyper)
-        tx = loop.make_optimizer(config, loop.steps_per_epoch(config, dev.x_train.shape[0]))
-    else:
-        state, data_key, tx = loop.initial_state(key, config, dev, hyper)
-    jax.block_until_ready(state)
-    marks.append(len(compiles))
-    epoch = jax.jit(loop.make_epoch(config, tx), donate_argnums=0).lower(
-        state, dev, hyper, jax.random.fold_in(data_key, 0)).compile()
-    marks.append(len(compiles))
-    jax.jit(loop.make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
-                                              hyper).compile()
-    marks.append(len(compiles))
-    parts = _parts(config, dev, state, tx, compiles) if variant == "trainer" else {}
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(state.params):
-        digest.update(np.asarray(leaf).tobytes())
-    hlo = epoch.as_text()
-    return {
-        "phases": {phase: {"programs": marks[i + 1] - marks[i],
-                           "seconds": sum(compiles[marks[i]:marks[i + 1]])}
-                   for i, phase in enumerate(PHASES)},
-        "params_sha256": digest.hexdigest(),
-        "epoch_hlo_chars": len(hlo),
-        "epoch_fusions": hlo.count(" fusion("),
-        "epoch_while_loops": hlo.count(" while("),
-        "epoch_parts": parts,
-    }
+EXPERIMENTS = ("sweep_reduction", "sweep_loss", "sweep_lr", "overfit_small", "sweep_init",
+               "sweep_pixels", "paper_table")
+STARTUP = re.compile(r"start-up: import (?P<import>[\d.]+) s, data (?P<data>[\d.]+) s, compile "
+                     r"(?P<compile>[\d.]+) s alongside, first step after (?P<first>[\d.]+) s")
+README = common.REPO / "benchmarks" / "README.md"
+BEGIN, END = "<!-- bench_cold: begin -->", "<!-- bench_cold: end -->"
 
 
-def _parts(config: Config, dev: loop.DeviceData, state: loop.TrainState,
-           tx: Any, compiles: list[float]) -> dict[str, float]:
-    """Backend seconds of two pieces of the epoch program, each compiled alone: the shuffle
-    (`loop.epoch_order`, threefry bits sorted twice by `jax.random.permutation`) and one step."""
-    batch = loop.Batch(dev.x_train[: config.batch_size].astype(np.float32),
-                       dev.y_train[: config.batch_size])
-    pieces = {
-        "shuffle": (lambda k: loop.epoch_order(k, dev.x_train.shape[0], config.batch_size),
-                    (jax.random.key(0),)),
-        "one step": (lambda s, b: loop.make_step(config, tx)(s, b, 0), (state, batch)),
-    }
-    seconds = {}
-    for name, (fn, args) in pieces.items():
-        mark = len(compiles)
-        jax.jit(fn).lower(*args).compile()
-        seconds[name] = sum(compiles[mark:])
-    return seconds
+def _env(tmp: str, data_dir: str | None, cold: bool = True) -> dict[str, str]:
+    """A fresh user cache; with `cold`, the persistent compilation cache off too (`--smoke`, a
+    check that this script runs, keeps whatever cache the caller set)."""
+    env = {**os.environ, "XDG_CACHE_HOME": tmp, "PYTHONPATH": str(common.REPO)}
+    if cold:
+        env["JAXMLP_NO_COMPILE_CACHE"] = "1"
+    if data_dir:
+        env["JAXMLP_DATA_DIR"] = data_dir
+    return env
 
 
-def _child(variant: str, data_dir: str | None) -> dict[str, Any]:
-    env = {**os.environ, "JAXMLP_NO_COMPILE_CACHE": "1"}
-    with tempfile.TemporaryDirectory() as tmp:
-        env["XDG_CACHE_HOME"] = tmp  # no persistent cache of any kind from earlier runs
-        args = [sys.executable, "-m", "benchmarks.bench_cold", "--child", variant]
-        if data_dir:
-            args += ["--data-dir", data_dir]
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=common.REPO)
+def _call(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=common.REPO)
     if proc.returncode:
-        raise SystemExit(f"the {variant} measurement failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def train(data_dir: str | None, smoke: bool) -> dict[str, float]:
+    """One cold `python -m jaxmlp.train`: its start-up figures and its training and wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = ["--epochs", "1", "--train-subset", "2000", "--hidden", "32"] if smoke else []
+        proc = _call([sys.executable, "-m", "jaxmlp.train", "--no-progress", "--out",
+                      f"{tmp}/run", *extra], _env(tmp, data_dir, cold=not smoke))
+        summary = json.loads(Path(tmp, "run", "summary.json").read_text())
+    found = STARTUP.search(proc.stdout)
+    if found is None:
+        raise SystemExit(f"no start-up line in:\n{proc.stdout[-2000:]}")
+    figures = {k: float(v) for k, v in found.groupdict().items()}
+    return {**figures, "train": summary["train_seconds"], "wall": summary["wall_seconds"],
+            "accuracy": summary["test_accuracy"]}
+
+
+def experiment(name: str, budget: str, data_dir: str | None) -> dict[str, float]:
+    """One cold `python experiments/NAME.py`: its wall time and its seconds compiling."""
+    with tempfile.TemporaryDirectory() as tmp:
+        flags = [] if budget == "default" else [f"--{budget}"]
+        _call([sys.executable, f"experiments/{name}.py", *flags, "--out", f"{tmp}/out",
+               "--no-progress"], _env(tmp, data_dir, cold=budget != "smoke"))
+        log = json.loads(Path(tmp, "out", "experiment.json").read_text())["invocations"][-1]
+    return {"wall": log["wall_seconds"], "compile": log["compile_seconds"]}
+
+
+def table(runs: list[dict[str, float]], exps: dict[str, list[dict[str, float]]],
+          budget: str) -> str:
+    med = common.median
+    lines = [f"Machine: {common.describe(common.machine())}.", ""]
+    if runs:
+        lines += ["| `python -m jaxmlp.train`, cold | import | data | compile (alongside) | "
+                  "first step after | train | wall |", "|---|---|---|---|---|---|---|",
+                  f"| median of {len(runs)} | " + " | ".join(
+                      f"{med([r[k] for r in runs]):.2f} s" for k in
+                      ("import", "data", "compile", "first", "train", "wall")) + " |", ""]
+    if exps:
+        lines += [f"| experiment ({budget} budget), cold | wall | compiling | share |",
+                  "|---|---|---|---|"]
+        for name, ms in exps.items():
+            wall, comp = med([m["wall"] for m in ms]), med([m["compile"] for m in ms])
+            lines.append(f"| `{name}.py` | {wall:.1f} s | {comp:.1f} s | {comp / wall:.0%} |")
+    return "\n".join(lines)
+
+
+def write_readme(text: str, path: Path = README) -> None:
+    doc = path.read_text()
+    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
+    path.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="default runs (default 3)")
+    parser.add_argument("--only", nargs="+", choices=("train", *EXPERIMENTS), default=None)
+    parser.add_argument("--budget", choices=("default", "quick"), default="default")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--write-readme", action="store_true",
+                        help="rewrite the table between its markers in benchmarks/README.md")
+    parser.add_argument("--smoke", action="store_true",
+                        help="one tiny default run: checks that this script runs")
+    parser.add_argument("--json", default=None, help="also save every figure to this file")
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(measure(args.child, args.data_dir)))
-        return 0
-    common.log(f"machine: {common.describe(common.machine())}; jax {jax.__version__}")
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
-    for r in range(args.rounds):
-        for variant in VARIANTS:
+    chosen = args.only or ["train", *EXPERIMENTS]
+    budget = "smoke" if args.smoke else args.budget
+    if args.smoke:
+        chosen = ["train"]
+    runs: list[dict[str, float]] = []
+    exps: dict[str, list[dict[str, Any]]] = {}
+    for r in range(1 if args.smoke else args.rounds):
+        if "train" in chosen:
             common.wait_quiet()
-            runs[variant].append(_child(variant, args.data_dir))
-        common.log(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{v} {sum(p['seconds'] for p in runs[v][-1]['phases'].values()):.2f} s"
-            for v in VARIANTS))
-    total = {v: [sum(p["seconds"] for p in m["phases"].values()) for m in runs[v]]
-             for v in VARIANTS}
-    base = runs["trainer"][0]
-    common.log("\n| variant | init: programs, s | epoch: programs, s | evaluate: programs, s "
-               "| total s | / trainer (paired) | epoch HLO chars, fusions, while loops "
-               "| same initial parameters |")
-    common.log("|---|---|---|---|---|---|---|---|")
-    for v in VARIANTS:
-        cells = [f"{runs[v][0]['phases'][p]['programs']}, "
-                 f"{common.median([m['phases'][p]['seconds'] for m in runs[v]]):.2f}"
-                 for p in PHASES]
-        ratio = common.median([a / b for a, b in zip(total[v], total["trainer"], strict=True)])
-        m = runs[v][0]
-        same = "yes (bitwise)" if m["params_sha256"] == base["params_sha256"] else "no"
-        common.log(f"| {v} | " + " | ".join(cells) + f" | {common.median(total[v]):.2f} | "
-                   f"{ratio:.2f} | {m['epoch_hlo_chars']:,}, {m['epoch_fusions']}, "
-                   f"{m['epoch_while_loops']} | {same} |")
-    parts = {name: common.median([m["epoch_parts"][name] for m in runs["trainer"]])
-             for name in runs["trainer"][0]["epoch_parts"]}
-    epoch = common.median([m["phases"]["epoch"]["seconds"] for m in runs["trainer"]])
-    common.log(f"\nthe trainer's epoch programs, {epoch:.2f} s; compiled alone (medians): "
-               + ", ".join(f"{name} {secs:.2f} s" for name, secs in parts.items()))
+            runs.append(train(args.data_dir, args.smoke))
+            common.log(f"train, round {r + 1}: {runs[-1]}")
+    for name in (c for c in chosen if c != "train"):
+        common.wait_quiet()
+        exps[name] = [experiment(name, budget, args.data_dir)]
+        common.log(f"{name}: {exps[name][0]}")
+    text = table(runs, exps, budget)
+    common.log("\n" + text)
+    if args.write_readme:
+        write_readme(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"train": runs, "experiments": exps,
+                                               "budget": budget, "table": text}, indent=2))
     return 0
 
 

@@ -74,6 +74,8 @@ class Args:
         default_factory=sweep.DataCache, compare=False, repr=False)
     # Runs trained by each sweep of this invocation (a rerun reads finished runs back).
     trained: list[int] = dataclasses.field(default_factory=list, compare=False, repr=False)
+    # `compilation.compile_seconds()` when this invocation began (the clock is per process).
+    compile_start: float = 0.0
 
 
 def summary(doc: str) -> str:
@@ -107,6 +109,7 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
     compilation.split_cpu_into_devices()
     distributed.start_processes(a)
     compilation.enable_compilation_cache()
+    compilation.start_compile_clock()
     mode = "smoke" if a.smoke else "quick" if a.quick else "default"
     suffix = "" if mode == "default" else f"-{mode}"
     out = Path(a.out) if a.out else Path("runs") / f"{name}{suffix}"
@@ -116,7 +119,8 @@ def parse_args(name: str, description: str, argv: Sequence[str] | None = None) -
             make_folder(out)
         except ConfigError as e:
             cli.fail(str(e))
-    return Args(mode, out, a.data_dir, a.max_parallel, a.progress, writer)
+    return Args(mode, out, a.data_dir, a.max_parallel, a.progress, writer,
+                compile_start=compilation.compile_seconds())
 
 
 def compile_mode(mode: str) -> str:
@@ -160,6 +164,9 @@ def budget_section(args: Args, budget: Any, started: float, extra: str = "") -> 
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "mode": mode,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        # Tracing, lowering and XLA, every thread's (a group compiling while another trains
+        # counts in full); from the persistent cache, the time to load instead.
+        "compile_seconds": round(compilation.compile_seconds() - args.compile_start, 1),
         "runs_trained": sum(args.trained),
         "machine": machine(),
         "jax": jax.__version__,
@@ -169,8 +176,8 @@ def budget_section(args: Args, budget: Any, started: float, extra: str = "") -> 
         atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
     fields = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in
                        dataclasses.asdict(budget).items())
-    runs = "; ".join(f"{i['wall_seconds']:.1f} s, {i['runs_trained']} runs trained"
-                     for i in log["invocations"])
+    runs = "; ".join(f"{i['wall_seconds']:.1f} s (compiling {i.get('compile_seconds', 0):.1f} s), "
+                     f"{i['runs_trained']} runs trained" for i in log["invocations"])
     text = (f"Mode: {mode} ({fields}). Machine: {machine()}, jax {jax.__version__}. Wall time "
             f"of each invocation in this folder, compilation and extra measurements included "
             f"(a rerun reads finished runs back instead of training them): {runs}.")

@@ -49,6 +49,13 @@ _EVENTS = {
     "/jax/compilation_cache/cache_misses": "misses",
 }
 _counts: dict[str, int] = dict.fromkeys(_EVENTS.values(), 0)
+# What compiling a program takes, as JAX reports it: tracing the function, lowering it to XLA's
+# input, and XLA's own compilation (or, with a warm cache, loading its result from disk).
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+_compile_seconds = [0.0]
+_clock_running = [False]
 _lock = threading.Lock()
 _listening = False
 _enabled_dir: Path | None = None
@@ -165,6 +172,28 @@ def split_cpu_into_devices(count: int | None = None) -> int | None:
         raise ValueError(f"a CPU device count must be at least 1, got {count}")
     jax.config.update("jax_num_cpu_devices", count)
     return count
+
+
+def _on_duration(event: str, seconds: float, **kwargs: Any) -> None:
+    if event in COMPILE_EVENTS:
+        with _lock:
+            _compile_seconds[0] += seconds
+
+
+def start_compile_clock() -> None:
+    """Count, from now on, the seconds this process spends compiling (every thread's; see
+    `COMPILE_EVENTS`). For the experiments' record of where their time went."""
+    with _lock:
+        if not _clock_running[0]:
+            jax.monitoring.register_event_duration_secs_listener(_on_duration)
+            _clock_running[0] = True
+
+
+def compile_seconds() -> float:
+    """Seconds spent compiling since `start_compile_clock` (0 if it was never started). Summed
+    over threads: a program compiled while another trains counts in full."""
+    with _lock:
+        return _compile_seconds[0]
 
 
 def cache_stats() -> dict[str, int]:

@@ -54,6 +54,20 @@ def test_bench_sweep_smoke_runs_every_layout_with_the_same_results(mnist_dir: Pa
     assert max(accuracies) - min(accuracies) < 1e-3
 
 
+def test_bench_cold_smoke_reads_a_run_and_tables_the_experiments(shared_data_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """A tiny default run in a fresh process: its start-up line is read (the first step cannot
+    come before the data is loaded). The experiments' rows come from their experiment.json,
+    which test_experiments.py checks; here the table that quotes them."""
+    result = _run("benchmarks.bench_cold", ["--data-dir", str(shared_data_dir)], tmp_path)
+    (run,) = result["train"]
+    assert run["first"] >= run["data"] > 0 and run["compile"] > 0 and run["accuracy"] > 0.1
+    from benchmarks.bench_cold import table
+
+    text = table([run], {"sweep_lr": [{"wall": 40.0, "compile": 10.0}]}, "default")
+    assert "| `sweep_lr.py` | 40.0 s | 10.0 s | 25% |" in text
+
+
 def test_gpu_check_smoke_runs_every_step(mnist_dir: Path, tmp_path: Path) -> None:
     """The accelerator script's every step runs (here on the CPU, at smoke sizes), writes its
     JSON and table, and the sweep trains the runs the sequential loop trains."""

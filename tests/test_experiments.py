@@ -85,9 +85,11 @@ def test_sweep_lr(data_dir: Path, tmp_path: Path) -> None:
     again = json.loads((tmp_path / "sweep.json").read_text())
     assert len(again["sessions"]) == 2 and again["sessions"][-1]["runs_trained"] == 0
     assert again["fingerprint"] == record["fingerprint"]
-    # The experiment's own log counts what each invocation trained (its summary quotes it).
+    # The experiment's own log counts what each invocation trained (its summary quotes it), and
+    # how long it spent compiling (every thread's: at most twice its wall time on 2 threads).
     invocations = json.loads((tmp_path / "experiment.json").read_text())["invocations"]
     assert [i["runs_trained"] for i in invocations] == [record["num_runs"], 0]
+    assert all(0 <= i["compile_seconds"] <= 2 * i["wall_seconds"] for i in invocations)
     assert_findings_follow_numbers("sweep_lr", tmp_path, data_dir)
 
 
