@@ -2,7 +2,8 @@
 
 Each experiment has three budgets:
 
-- default: the real measurement (at least 5 seeds per variant; at most 10 minutes on 2 CPU cores);
+- default: the real measurement (at least 5 seeds per variant; at most 10 minutes on 2 CPU cores,
+  but for `paper_table.py`: 4 seeds of the papers' recipes, far longer);
 - `--quick`: the same experiment shrunk to finish within 60 seconds, to check that it runs;
 - `--smoke` (hidden): smaller still, for the test suite only.
 
