@@ -56,7 +56,8 @@ def init_mlp(
     `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
     `scale` may be a traced value, so a sweep can vmap over initialisation scales.
 
-    One compiled program (`_init`), called from Python or inlined into a caller's program.
+    One compiled program (`_init`), called from Python or inlined into a caller's program; the
+    layers' normal numbers are consecutive pieces of one draw from `key`.
     """
     if init not in (*_VARIANCE_SCALING, "normal"):
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
@@ -69,24 +70,26 @@ def init_mlp(
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _init(key: jax.Array, scale: jax.Array, shapes: tuple[tuple[int, int], ...], init: str,
           dtype: jnp.dtype) -> Params:
-    keys = jax.random.split(key, len(shapes))
-    return [_init_layer(k, shape, init, scale, dtype)
-            for k, shape in zip(keys, shapes, strict=True)]
+    """Every layer's weights from one flat draw of N(0, 1) numbers, cut in turn to each layer's
+    size, scaled by its scheme's std and reshaped. One draw compiles one threefry kernel whatever
+    the depth (XLA:CPU compiles those rounds slowly, and a 2-D draw of a (fan_in, 10) array
+    slower still: benchmarks/README.md, "Cold compilation")."""
+    sizes = [fan_in * fan_out for fan_in, fan_out in shapes]
+    normals = jax.random.normal(key, (sum(sizes),), dtype)
+    params, start = [], 0
+    for (fan_in, fan_out), size in zip(shapes, sizes, strict=True):
+        w = normals[start:start + size] * _std(init, fan_in, fan_out, dtype) * scale
+        params.append({"w": w.reshape(fan_in, fan_out), "b": jnp.zeros((fan_out,), dtype)})
+        start += size
+    return params
 
 
-def _init_layer(
-    key: jax.Array, shape: tuple[int, int], init: str, scale: jax.Array, dtype: jnp.dtype
-) -> dict[str, jax.Array]:
-    """One layer: N(0, 1) draws times the scheme's std times `scale`, as
-    `jax.nn.initializers.variance_scaling(gain, mode, "normal")` (or `normal(1.0)`) draws it."""
-    fan_in, fan_out = shape
-    std = (jnp.asarray(1.0, dtype) if init == "normal"
-           else jnp.sqrt(jnp.asarray(_variance(init, fan_in, fan_out), dtype)))
-    # Drawn flat and reshaped last: XLA:CPU compiles the threefry rounds of a (fan_in, 10)
-    # array several times slower than a flat one (benchmarks/README.md, "Cold compilation of
-    # a sweep's programs"); with JAX's default PRNG the numbers are the same.
-    w = jax.random.normal(key, (fan_in * fan_out,), dtype) * std * scale
-    return {"w": w.reshape(shape), "b": jnp.zeros((fan_out,), dtype)}
+def _std(init: str, fan_in: int, fan_out: int, dtype: jnp.dtype) -> jax.Array:
+    """The scheme's weight std before `scale`, as `jax.nn.initializers.variance_scaling(gain,
+    mode, "normal")` computes it (`normal`: 1)."""
+    if init == "normal":
+        return jnp.asarray(1.0, dtype)
+    return jnp.sqrt(jnp.asarray(_variance(init, fan_in, fan_out), dtype))
 
 
 def _variance(init: str, fan_in: int, fan_out: int) -> float:

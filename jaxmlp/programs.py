@@ -41,8 +41,10 @@ class Programs(NamedTuple):
 
     dev: DeviceData  # of jax.ShapeDtypeStruct
     num_classes: int
-    init: Callable[..., Any]  # (key, hyper) -> (TrainState, data key)
-    epoch: Callable[..., Any]  # (state, dev, hyper, key) -> (state, EpochMetrics[, diagnostics])
+    init: Callable[..., Any]  # (seed, hyper) -> (TrainState, data key)
+    # (state, dev, hyper, data key, epoch) -> (state, EpochMetrics[, EpochDiagnostics]); the
+    # epoch's key is fold_in(data key, epoch), as `loop.make_train` derives it
+    epoch: Callable[..., Any]
     evaluate: Callable[..., Any]  # (params, pixels, labels, hyper) -> (loss, accuracy)
     probe: Callable[..., Any] | None  # (params, dev, hyper) -> probes.ProbeStats; --diagnose
     seconds: float  # tracing, lowering and XLA, on the thread that compiled them
@@ -63,13 +65,13 @@ def shapes_of(dev: DeviceData) -> DeviceData:
 
 
 def diagnosed_epoch(config: Config, num_train: int) -> Callable[..., Any]:
-    """`epoch(state, dev, hyper, key) -> (state, metrics, EpochDiagnostics)`: the epoch with
-    `probes.step_statistics` in its step, summarised on the device."""
+    """`epoch(state, dev, hyper, data_key, e) -> (state, metrics, EpochDiagnostics)`: the epoch
+    with `probes.step_statistics` in its step, summarised on the device."""
     epoch = plain_epoch(config, num_train, probes.step_statistics())
 
-    def diagnosed(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
-                  ) -> tuple[Any, Any, probes.EpochDiagnostics]:
-        state, m = epoch(state, dev, hyper, key)
+    def diagnosed(state: TrainState, dev: DeviceData, hyper: Hyper, data_key: jax.Array,
+                  e: jax.Array) -> tuple[Any, Any, probes.EpochDiagnostics]:
+        state, m = epoch(state, dev, hyper, data_key, e)
         return state, m._replace(step_stats=None), probes.summarize_epoch(m.step_stats)
 
     return diagnosed
@@ -77,12 +79,15 @@ def diagnosed_epoch(config: Config, num_train: int) -> Callable[..., Any]:
 
 def plain_epoch(config: Config, num_train: int,
                 stats: Callable[..., Any] | None = None) -> Callable[..., Any]:
-    """`loop.make_epoch` with the optimizer built from the (traced) `hyper` it is called
-    with: its update reads the learning rate from the state, as `initial_state` put it there."""
+    """`loop.make_epoch` with the optimizer built from the (traced) `hyper` it is called with
+    (its update reads the learning rate from the state, as `initial_state` put it there), and
+    epoch `e`'s key folded in from the run's data key inside the program."""
 
-    def epoch(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array) -> Any:
+    def epoch(state: TrainState, dev: DeviceData, hyper: Hyper, data_key: jax.Array,
+              e: jax.Array) -> Any:
         tx = make_optimizer(config, steps_per_epoch(config, num_train), hyper.learning_rate)
-        return make_epoch(config, tx, make_step(config, tx, stats))(state, dev, hyper, key)
+        step = make_step(config, tx, stats)
+        return make_epoch(config, tx, step)(state, dev, hyper, jax.random.fold_in(data_key, e))
 
     return epoch
 
@@ -93,9 +98,12 @@ def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose
     state is donated to the epoch: XLA may update the parameters in place."""
     t0 = time.perf_counter()
     hyper = Hyper(*[jax.ShapeDtypeStruct((), jnp.float32)] * len(Hyper._fields))
-    key = jax.eval_shape(lambda: jax.random.key(0))
-    init = jax.jit(lambda k, h: initial_state(k, config, dev, h, num_classes)[:2])
-    state, data_key = jax.eval_shape(init, key, hyper)
+    seed = jax.ShapeDtypeStruct((), jnp.uint32)
+    epoch_number = jax.ShapeDtypeStruct((), jnp.int32)
+    # The seed's key is made inside the program: no program of its own for it.
+    init = jax.jit(lambda s, h: initial_state(jax.random.key(s), config, dev, h,
+                                              num_classes)[:2])
+    state, data_key = jax.eval_shape(init, seed, hyper)
     num_train = dev.x_train.shape[0]
     epoch = diagnosed_epoch(config, num_train) if diagnose else plain_epoch(config, num_train)
     probe = None
@@ -103,8 +111,9 @@ def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose
         probe = jax.jit(probes.make_probe(config, num_classes)).lower(
             state.params, dev, hyper).compile()
     return Programs(
-        dev, num_classes, init.lower(key, hyper).compile(),
-        jax.jit(epoch, donate_argnums=0).lower(state, dev, hyper, data_key).compile(),
+        dev, num_classes, init.lower(seed, hyper).compile(),
+        jax.jit(epoch, donate_argnums=0).lower(state, dev, hyper, data_key,
+                                               epoch_number).compile(),
         jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
                                              hyper).compile(),
         probe, time.perf_counter() - t0)

@@ -173,7 +173,7 @@ def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: b
         programs.stop(compiling)
         raise
     progs = programs.ready(compiling, dev, dataset.num_classes)
-    state, data_key = progs.init(jax.random.key(config.seed), hyper)
+    state, data_key = progs.init(np.uint32(config.seed), hyper)
     times = {"data_seconds": t_data - t_start, "compile_seconds": progs.seconds,
              "startup_seconds": time.perf_counter() - t_start}
     if not resume:
@@ -210,11 +210,12 @@ class Recorder:
         self._pending: tuple[Any, Any, int] | None = None
 
     def wrap(self, epoch_fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Adapt the compiled epoch to `make_epoch`'s `(state, metrics)`, and queue the probe
-        of the new parameters; the results wait on the device until `end_epoch`."""
+        """Adapt the compiled diagnosed epoch to the plain one's `(state, metrics)`, and queue
+        the probe of the new parameters; the results wait on the device until `end_epoch`."""
 
-        def epoch(state: Any, dev: DeviceData, hyper: Hyper, key: jax.Array) -> tuple[Any, Any]:
-            state, metrics, diag = epoch_fn(state, dev, hyper, key)
+        def epoch(state: Any, dev: DeviceData, hyper: Hyper, data_key: jax.Array,
+                  e: np.int32) -> tuple[Any, Any]:
+            state, metrics, diag = epoch_fn(state, dev, hyper, data_key, e)
             steps = metrics.step_loss.shape[0]  # a static shape: no device wait
             self._pending = (diag, self.probe(state.params, dev, hyper), steps)
             return state, metrics
@@ -276,7 +277,7 @@ def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..
                desc="epochs", unit="epoch", disable=not progress, leave=True)
     for e in bar:
         t_epoch = time.perf_counter()
-        state, m = epoch_fn(state, p.dev, p.hyper, jax.random.fold_in(p.data_key, e))
+        state, m = epoch_fn(state, p.dev, p.hyper, p.data_key, np.int32(e))
         test_loss, test_accuracy = eval_fn(state.params, p.dev.x_test, p.dev.y_test, p.hyper)
         # The one host synchronisation of the epoch.
         m, test_loss, test_accuracy = jax.device_get((m, test_loss, test_accuracy))
