@@ -6,8 +6,10 @@
 2. `compile_programs`: the epoch (with per-step statistics under --diagnose) and the
    evaluation, compiled ahead of time so compilation is measured apart from training;
 3. `train_epochs`: the Python loop over epochs: one host synchronisation per epoch, a metrics
-   line and a checkpoint after each, a clear error when the loss goes non-finite;
-4. `finish`: the report, the plots, summary.json.
+   line and a checkpoint after each, a clear error when the loss goes non-finite; a signal
+   (Ctrl-C, SIGTERM, SIGHUP) stops it once the epoch in progress is saved (`jaxmlp.stopping`);
+4. `finish`: the report, the plots, summary.json (a run whose parameters end non-finite is
+   diverged, whatever produced them).
 
 The maths is in `jaxmlp.loop`; the folder's format in `jaxmlp.rundir`; this module is the edge
 where the two meet the clock, the progress bar and the disk.
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxmlp import data, probes
+from jaxmlp import checkpoint, data, faults, probes, stopping
 from jaxmlp.config import (
     Config,
     ConfigError,
@@ -52,7 +55,7 @@ from jaxmlp.loop import (
 from jaxmlp.plots import run as plotting
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
-from jaxmlp.rundir import SUMMARY, RunDir, default_folder
+from jaxmlp.rundir import SUMMARY, RunDir, continued_outputs, default_folder
 from jaxmlp.versions import versions
 
 # The test accuracy whose training time the summary reports ("time to 98%").
@@ -64,11 +67,18 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training: the finished epochs are checkpointed in `folder`."""
+    """Ctrl-C, SIGTERM or SIGHUP (`signal`, the KeyboardInterrupt it raised) once the run folder
+    existed: the finished epochs are checkpointed in `folder`."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, signal: KeyboardInterrupt | None = None) -> None:
         super().__init__(folder)
         self.folder = folder
+        self.signal = signal if signal is not None else KeyboardInterrupt()
+
+
+class WriteFailed(RuntimeError):
+    """A write into the run folder failed (a full disk, a folder removed): what was written
+    before is intact; the message says what to run once it is fixed."""
 
 
 class Prepared(NamedTuple):
@@ -89,9 +99,11 @@ class Prepared(NamedTuple):
 
 
 def _record(config: Config, dataset: data.Dataset, note: str | None, dev: DeviceData,
-            hyper: Hyper, applied: dict[str, Any] | None = None) -> dict[str, Any]:
+            hyper: Hyper, applied: dict[str, Any] | None = None,
+            outputs: dict[str, bool] | None = None) -> dict[str, Any]:
     """config.json: what was asked, and what was used (the data set's own defaults and the
-    preprocessing that did not apply, when there are any: an MNIST record stays as it was)."""
+    preprocessing that did not apply, when there are any: an MNIST record stays as it was), and
+    the `outputs` asked for (--diagnose, --plots), which a resumed run goes on writing."""
     record = {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
               "verified": dataset.verified, "fallback": note,
               "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0])}
@@ -108,6 +120,7 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
         "devices": [str(d) for d in jax.devices()],
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"outputs": outputs} if outputs else {}),
     }
 
 
@@ -146,9 +159,11 @@ def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
 
 
 def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
-            log: Callable[[str], None], given: Collection[str] | None = None) -> Prepared:
+            log: Callable[[str], None], given: Collection[str] | None = None,
+            outputs: dict[str, bool] | None = None) -> Prepared:
     """Everything a run needs before compiling; bad settings fail here, before any work.
-    `given`: the settings given explicitly, which the data set's own defaults leave alone."""
+    `given`: the settings given explicitly, which the data set's own defaults leave alone;
+    `outputs`: what a new run records it writes (`_record`)."""
     applied: dict[str, Any] = {}
     if resume:
         if out is None:
@@ -161,7 +176,7 @@ def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: b
                                         dataset.num_classes)
     if not resume:
         path = out if out is not None else default_folder(dataset.name)
-        run = RunDir.create(path, _record(config, dataset, note, dev, hyper, applied))
+        run = RunDir.create(path, _record(config, dataset, note, dev, hyper, applied, outputs))
         return Prepared(config, dataset, dev, hyper, run, state, data_key, tx, 0, [], [])
     run = RunDir(out)
     state, start_epoch = run.restore(state)
@@ -310,6 +325,7 @@ def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..
         p.run.save_checkpoint(state, e + 1)
         bar.set_postfix(loss=f"{m.train_loss:.4f}", train_acc=f"{m.train_accuracy:.4f}",
                         test_acc=f"{test_accuracy:.4f}")
+        stopping.check()  # a signal during the epoch stops here, with the epoch saved
     bar.close()
     return state, history
 
@@ -329,6 +345,8 @@ def seconds_to_target(history: list[dict[str, Any]], target: float = TARGET_ACCU
 
 def summarize(p: Prepared, history: list[dict[str, Any]], times: dict[str, float]
               ) -> dict[str, Any]:
+    """summary.json's numbers. `train_seconds` sums every session's epochs (a resumed run's
+    too), while the `times` (and `wall_seconds`) are this session's alone."""
     last = history[-1] if history else {}
     return {
         "out": str(p.run),
@@ -341,7 +359,14 @@ def summarize(p: Prepared, history: list[dict[str, Any]], times: dict[str, float
         **times,
         "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),
         f"train_seconds_to_{int(TARGET_ACCURACY * 100)}pct": seconds_to_target(history),
+        "resumed_after_epoch": p.start_epoch,
     }
+
+
+def finite(params: Any) -> bool:
+    """Whether every parameter is a finite number (one small reduction on the device)."""
+    return bool(jax.device_get(jnp.all(jnp.asarray(
+        [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))))
 
 
 def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
@@ -354,9 +379,13 @@ def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
         log(format_report(findings, recorder.rows))
     written: list[str] = []
     if plots:
-        written = plotting.write_run_plots(p.run.path, p.config, state.params, p.dataset, p.dev,
-                                           p.hyper, history, recorder.rows if recorder else [],
-                                           gradient_verdict(findings))
+        faults.reach("pictures", p.run.path / plotting.LEARNING_CURVES)
+        try:
+            written = plotting.write_run_plots(
+                p.run.path, p.config, state.params, p.dataset, p.dev, p.hyper, history,
+                recorder.rows if recorder else [], gradient_verdict(findings))
+        except OSError as e:  # matplotlib's own writes: one line naming the folder
+            raise checkpoint.write_error(f"the plots in {p.run}", e) from None
         log(f"plots: {', '.join(written)} in {p.run}")
     summary = summarize(p, history, times)
     if recorder:
@@ -372,28 +401,47 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         plots: bool = False, given: Collection[str] | None = None) -> dict[str, Any]:
     """Train one model, writing config.json, metrics.jsonl, checkpoint.npz and summary.json.
 
-    With `resume=True`, `out` is an existing run folder and its config.json is the configuration
-    (the `config` argument is ignored). `max_epochs` stops after that many epochs in this call,
-    as an interruption would. `diagnose` also writes diagnostics.jsonl and logs a report;
-    `plots` writes PNGs (and turns on `diagnose`, for the gradient plot). `given`: the fields
-    set explicitly, kept whatever the data set's own defaults say (`config.dataset_defaults`;
-    None: those still at Config's defaults are not given). Returns the summary.
+    With `resume=True`, `out` is an existing run folder whose config.json is the configuration
+    (`config` is ignored) and says what else it writes. `max_epochs` stops after that many
+    epochs in this call, as an interruption would. `diagnose` also writes diagnostics.jsonl and
+    logs a report; `plots` writes PNGs (and turns on `diagnose`). `given`: the fields set
+    explicitly, kept whatever the data set's own defaults say (None: those still at Config's
+    defaults are not given). Returns the summary. Once the folder exists, a signal raises
+    `Interrupted` and a failed write `WriteFailed`; a non-finite loss or final parameters raise
+    `Diverged`, with a summary.json that says so.
     """
     t_start = time.perf_counter()
-    p = prepare(config, out, resume=resume, progress=progress, log=log, given=given)
-    t_data = time.perf_counter()
-    recorder = Recorder(p) if diagnose or plots else None
-    epoch_fn, eval_fn = compile_programs(p, recorder)
-    t_compiled = time.perf_counter()
-    end = p.config.epochs if max_epochs is None else min(p.config.epochs,
-                                                         p.start_epoch + max_epochs)
+    outputs = {"diagnose": diagnose or plots, "plots": plots}
+    if resume and out is not None:  # a resumed run goes on writing what it was asked for
+        outputs = continued_outputs(out, outputs, log)
+    p = prepare(config, out, resume=resume, progress=progress, log=log, given=given,
+                outputs=outputs)
+    times: dict[str, float] = {"data_seconds": time.perf_counter() - t_start}
     try:
-        state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
-                                      plots=plots)
-    except KeyboardInterrupt:
-        raise Interrupted(str(p.run)) from None
-    times = {"data_seconds": t_data - t_start, "compile_seconds": t_compiled - t_data}
-    summary = finish(p, state, history, recorder, plots, log, times)
-    summary["wall_seconds"] = time.perf_counter() - t_start
-    p.run.write_json(SUMMARY, summary)
+        diagnose, plots = outputs["diagnose"], outputs["plots"]
+        recorder = Recorder(p) if diagnose else None
+        epoch_fn, eval_fn = compile_programs(p, recorder)
+        times["compile_seconds"] = time.perf_counter() - t_start - times["data_seconds"]
+        end = p.config.epochs if max_epochs is None else min(p.config.epochs,
+                                                             p.start_epoch + max_epochs)
+        with stopping.deferred("epoch"):
+            state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end,
+                                          progress=progress, plots=plots)
+        if history and not finite(state.params):  # whatever produced them: diverged
+            raise Diverged(f"the parameters after epoch {history[-1]['epoch']} hold non-finite "
+                           "values (NaN or inf) although the loss stayed finite: the run "
+                           f"diverged. Try {' or '.join(step_fixes(p.config))}.")
+        summary = finish(p, state, history, recorder, plots, log, times)
+        summary["wall_seconds"] = time.perf_counter() - t_start
+        p.run.write_json(SUMMARY, summary, point="summary")
+    except Diverged as e:  # summary.json says so, with the epochs that finished
+        history = [h for h in p.run.metrics() if h["train_loss"] is not None]
+        p.run.write_json(SUMMARY, {**summarize(p, history, times), "diverged": str(e)},
+                         point="summary")
+        raise
+    except KeyboardInterrupt as e:
+        raise Interrupted(str(p.run), e) from None
+    except checkpoint.WriteError as e:
+        raise WriteFailed(f"{e}; what was written before is intact: once there is room (or the "
+                          f"folder is back), continue with --resume {p.run}") from None
     return summary

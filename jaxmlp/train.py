@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from jaxmlp import checkpoint, cli, compilation, data
+from jaxmlp import checkpoint, cli, compilation, data, stopping
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.loop import (
     DeviceData,
@@ -38,7 +38,7 @@ from jaxmlp.loop import (
 )
 from jaxmlp.overfit_run import run_overfit
 from jaxmlp.rundir import CONFIG_JSON
-from jaxmlp.runner import Diverged, Interrupted, run
+from jaxmlp.runner import Diverged, Interrupted, WriteFailed, run
 
 __all__ = [
     "DeviceData", "Diverged", "EpochMetrics", "Hyper", "RunMetrics", "TrainState",
@@ -97,8 +97,11 @@ def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
         result = run_overfit(cli.dataclass_from_args(Config, args), args.overfit, args.out,
                              max_steps=args.overfit_steps, progress=args.progress,
                              diagnose=args.diagnose, plots=args.plots, given=given)
-    except (ConfigError, data.DataError) as e:
-        cli.fail(str(e))
+    except (ConfigError, data.DataError, checkpoint.WriteError) as e:
+        cli.fail(str(e), code=1 if isinstance(e, checkpoint.WriteError) else 2)
+    except KeyboardInterrupt as e:
+        cli.fail(f"{stopping.describe(e)}; --overfit starts from the beginning each time: run "
+                 "the same command again", code=stopping.exit_code(e))
     print(result.describe())
     return 0 if result.reached else 1
 
@@ -118,12 +121,18 @@ def _check_resume(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def format_summary(s: dict[str, Any]) -> str:
     acc = s["test_accuracy"]
     loss = s["final_train_loss"]
+    resumed = s.get("resumed_after_epoch", 0)
+    # A resumed run's training time spans every session; its wall time is this session's.
+    train = (f"train {s['train_seconds']:.2f} (epochs 1-{s['epochs_done']}, every session)"
+             if resumed else f"train {s['train_seconds']:.2f}")
+    wall = (f"wall {s['wall_seconds']:.2f} (this session, after epoch {resumed})" if resumed
+            else f"wall {s['wall_seconds']:.2f}")
     lines = [
         f"{s['dataset']}: test accuracy {acc:.2%} after {s['epochs_done']}/{s['epochs']} epochs"
         if acc is not None else f"{s['dataset']}: no epoch completed",
         f"final train loss {loss:.4f}" if loss is not None else "",
         f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f}, "
-        f"train {s['train_seconds']:.2f}, wall {s['wall_seconds']:.2f}",
+        f"{train}, {wall}",
     ]
     t = s.get("train_seconds_to_98pct")
     if t is not None:
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     # Python start-up plus importing jax, optax and jaxmlp: everything before this line.
     import_seconds = compilation.process_age_seconds()
     compilation.tune_xla_cpu()  # before the first computation initialises XLA
+    stopping.handle_signals()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.overfit is not None:
@@ -153,11 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(e))
     except Diverged as e:
         cli.fail(str(e), code=3)
+    except (WriteFailed, checkpoint.WriteError) as e:
+        cli.fail(str(e), code=1)
     except Interrupted as e:
-        cli.fail(f"interrupted; finished epochs are checkpointed: continue with --resume "
-                 f"{e.folder}", code=130)
-    except KeyboardInterrupt:
-        cli.fail("interrupted before training started; nothing to resume", code=130)
+        cli.fail(f"{stopping.describe(e.signal)}; finished epochs are checkpointed: continue "
+                 f"with --resume {e.folder}", code=stopping.exit_code(e.signal))
+    except KeyboardInterrupt as e:
+        cli.fail(f"{stopping.describe(e)} before training started; nothing to resume",
+                 code=stopping.exit_code(e))
     print(format_summary(summary))
     print(compilation.startup_line(import_seconds, summary["data_seconds"],
                                    summary["compile_seconds"], cache_folder))

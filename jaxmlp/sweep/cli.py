@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from jaxmlp import checkpoint, cli, compilation, data
+from jaxmlp import checkpoint, cli, compilation, data, stopping
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.sweep import distributed
 from jaxmlp.sweep.program import COMPILE_MODES
@@ -150,6 +150,7 @@ def _start_jax(args: argparse.Namespace) -> None:
     core so that runs train side by side (benchmarks/README.md), and the other processes of the
     sweep, if it has several."""
     compilation.tune_xla_cpu()
+    stopping.handle_signals()  # SIGTERM and SIGHUP stop a sweep as Ctrl-C does
     for flag, value in (("--cpu-devices", args.cpu_devices),
                         ("--runs-per-batch", args.runs_per_batch)):
         if value is not None and value < 1:
@@ -207,9 +208,16 @@ def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
     print(f"outputs in {out}")
 
 
+def stopped_message(error: KeyboardInterrupt, out: str) -> str:
+    """What a sweep stopped by a signal says: which, where its chunks are, what to run."""
+    return (f"{stopping.describe(error)}; finished chunks are saved in {out}/{CHUNKS}: run the "
+            "same command again to continue")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the sweep the flags describe; 0 when it completes, 2 on bad input, 130 if
-    interrupted (the finished chunks are kept)."""
+    """Run the sweep the flags describe; 0 when it completes, 2 on bad input, 1 when a write
+    fails, 128 + the signal's number if stopped by one (130 for Ctrl-C, 143 for SIGTERM; the
+    finished chunks are kept)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _start_jax(args)
@@ -228,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         distributed.leave(str(e), code=1)
     except user_errors as e:
         cli.fail(str(e))
-    except KeyboardInterrupt:
-        message = (f"interrupted; finished chunks are saved in {args.out}/{CHUNKS}: run the same "
-                   "command again to continue")
+    except checkpoint.WriteError as e:
+        cli.fail(f"{e}; the finished chunks are intact: once there is room, run the same "
+                 "command again to continue", code=1)
+    except KeyboardInterrupt as e:
         if jax.process_count() > 1:
-            distributed.leave(message, code=130)
-        cli.fail(message, code=130)
+            distributed.leave(stopped_message(e, args.out), code=stopping.exit_code(e))
+        cli.fail(stopped_message(e, args.out), code=stopping.exit_code(e))
     _report(spec, result, args.out)
     return 0

@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 import jaxmlp.sweep.distributed as distributed  # the module, not the package: no cycle
+from jaxmlp import faults, stopping
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config
 from jaxmlp.sweep.datasets import DataCache, sweep_data
@@ -48,7 +49,7 @@ from jaxmlp.sweep.store import (
     write_chunk,
     write_record,
 )
-from jaxmlp.sweep.tables import summarize, write_outputs
+from jaxmlp.sweep.tables import summarize, write_outputs, write_plots
 
 
 class Plan(NamedTuple):
@@ -119,8 +120,10 @@ def run_sweep(
     if writer:
         write_record(out, record)
     try:
-        train_chunks(spec, plan, opts, pending, done, session, out / CHUNKS if writer else None,
-                     progress=progress and writer, max_chunks=max_chunks)
+        with stopping.deferred("chunk"):
+            train_chunks(spec, plan, opts, pending, done, session,
+                         out / CHUNKS if writer else None, progress=progress and writer,
+                         max_chunks=max_chunks)
     except BaseException as e:
         # Interrupted (Ctrl-C) or failed: the finished chunks are on disk; log the session too.
         end_session(record, session, pending, "interrupted")
@@ -304,9 +307,22 @@ def train_chunks(
             acc = float(np.mean(arrays["test_accuracy"][:, -1]))
             bar.set_postfix_str(f"program {c.group + 1}/{len(plan.groups)}, last chunk test acc "
                                 f"{acc:.3f}")
+            stop_if_asked()
     finally:
         bar.close()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def stop_if_asked() -> None:
+    """After each chunk: stop (`stopping.Stopped`) if a signal came during it, to this process
+    or, in a sweep of several, to any of them, so that all stop after the same chunk."""
+    if jax.process_count() == 1:
+        stopping.check()
+        return
+    signum, sent_to = distributed.first_to_stop(stopping.requested())
+    if signum:
+        by = None if sent_to == jax.process_index() else f"(sent to process {sent_to})"
+        stopping.stop(signum, by)
 
 
 def train_chunk(spec: SweepSpec, plan: Plan, c: Chunk, program: Any,
@@ -323,6 +339,8 @@ def train_chunk(spec: SweepSpec, plan: Plan, c: Chunk, program: Any,
     arrays = flatten_result(result)
     if chunk_dir is not None:
         write_chunk(chunk_dir, c, arrays, spec.fingerprint(), seconds)
+    else:  # another process writes it: the same moment, for the fail point
+        faults.reach("chunk", None)
     return arrays
 
 
@@ -339,8 +357,12 @@ def finish(spec: SweepSpec, out: Path, plan: Plan, opts: Options, pending: Seque
         # On every process: a script that goes on from the result takes the same path on each.
         summary = summarize(spec, runs, results, opts.datasets)
         if writer:
-            write_outputs(out, spec, runs, results, summary, record, datasets=opts.datasets,
-                          plots=plots)
+            with faults.region("sweep_tables"):
+                write_outputs(out, spec, runs, results, summary, record,
+                              datasets=opts.datasets, plots=False)
+            if plots:
+                faults.reach("sweep_pictures", out / "pictures")
+                write_plots(out, spec, runs, results)
     if writer:
         write_record(out, record)
     return SweepResult(spec, out, runs, results, summary, record, complete, session.trained)
