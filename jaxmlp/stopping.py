@@ -67,10 +67,12 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 def handle_signals() -> None:
     """Route SIGINT, SIGTERM and SIGHUP to `Stopped`, in the main thread. A signal the process
-    was started with ignored (`nohup`, a shell's background job) stays ignored."""
+    was started with ignored (`nohup`, a shell's background job) stays ignored. Called again, it
+    takes back what a library set below Python in between (`jax.distributed` sets its own
+    SIGTERM handler, which Python's record of the handler does not show)."""
     for signum in SIGNALS:
         current = signal.getsignal(signum)
-        if current in (signal.SIG_DFL, signal.default_int_handler):
+        if current in (signal.SIG_DFL, signal.default_int_handler, _handler):
             signal.signal(signum, _handler)
 
 

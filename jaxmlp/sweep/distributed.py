@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxmlp import cli
+from jaxmlp import cli, stopping
 from jaxmlp.config import Config
 from jaxmlp.sweep.datasets import DataCache, loaded_key
 from jaxmlp.sweep.store import SweepError
@@ -183,6 +183,9 @@ def start_processes(args: argparse.Namespace) -> int:
         devices = jax.devices()  # starts the backend: a missing collectives library fails here
     except Exception as e:  # JAX's errors here are RuntimeError, ValueError or XlaRuntimeError
         cli.fail(f"could not join the sweep's processes at {where}: {one_line(e)}")
+    # JAX's preemption notifier has just taken SIGTERM: take it back, so that a signal stops the
+    # processes together after a chunk (`run.stop_if_asked`) instead of being swallowed.
+    stopping.handle_signals()
     say(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} "
         f"of {len(devices)} devices")
     return jax.process_count()
