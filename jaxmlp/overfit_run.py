@@ -107,10 +107,10 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
 def own_folder(out: Path) -> None:
     """Create `out`, or check that it is empty or an earlier run's (whose overfit.json and
     pictures an --overfit replaces): never another's files, never through a link."""
+    make_folder(out)  # first: a folder that takes no files is said as such
     refuse_links(out, "--out")
     if not (out / OVERFIT).exists() and not (out / CONFIG_JSON).exists():
         refuse_others(out, "--out")
-    make_folder(out)
 
 
 def _overfit_report(config: Config, dev: DeviceData, num_classes: int, result: OverfitResult

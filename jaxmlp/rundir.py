@@ -196,9 +196,9 @@ class RunDir:
         if (run.path / CONFIG_JSON).exists() or (run.path / CHECKPOINT).exists():
             raise RunDirError(f"--out {run} already holds a run; continue it with --resume "
                               f"{run} or choose another --out")
+        make_folder(run.path)  # first: a folder that takes no files is said as such
         refuse_links(run.path, "--out")
         refuse_others(run.path, "--out")
-        make_folder(run.path)
         checkpoint.atomic_write_text(run.path / CONFIG_JSON, json.dumps(record, indent=2) + "\n",
                                      "run_config")
         checkpoint.atomic_write_text(run.path / METRICS, "")

@@ -99,13 +99,13 @@ def unpack_results(payload: bytes) -> dict[int, dict[str, np.ndarray]]:
 def prepare_out(out: Path, spec: SweepSpec) -> dict[str, Any] | None:
     """Create `out`, or check that it holds this same sweep, with no links in it or in its
     chunks folder. Returns the old record, if any."""
+    make_folder(out)  # a file in the way, or a folder that takes none, is one clear error
     refuse_links(out, "--out")
     refuse_links(out / CHUNKS, "--out")
-    if out.is_dir():  # what writes that were cut short left, before the folder is judged
-        checkpoint.remove_temporary(out, SWEEP_FILES)
-        if (out / CHUNKS).is_dir():
-            checkpoint.remove_temporary(out / CHUNKS, (CHUNK_FILES,))
-    make_folder(out)  # a file in the way is one clear error, not a traceback
+    # What writes that were cut short left, removed before the folder is judged.
+    checkpoint.remove_temporary(out, SWEEP_FILES)
+    if (out / CHUNKS).is_dir():
+        checkpoint.remove_temporary(out / CHUNKS, (CHUNK_FILES,))
     record_path = out / SWEEP_JSON
     if record_path.exists():
         try:
