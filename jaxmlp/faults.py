@@ -34,26 +34,25 @@ ENV = "JAXMLP_FAIL_AT"
 # the tests kill, stop and starve the process at each in turn (tests/test_faults.py).
 POINTS = MappingProxyType({
     # python -m jaxmlp.train
-    "run_config": "config.json, when a run folder is created (run)",
-    "metrics_row": "a line of metrics.jsonl, after each epoch (run)",
-    "diagnostics_row": "a line of diagnostics.jsonl, after each epoch under --diagnose (run)",
-    "checkpoint": "checkpoint.npz, after each epoch (run)",
-    "pictures": "the run's PNGs under --plots, at the end: reached before the first is drawn "
-                "(run)",
-    "summary": "summary.json, at the end (run)",
-    "page": "report.html, at the end (run)",
-    "overfit": "overfit.json, under --overfit N --out DIR (run)",
+    "run_config": "config.json, when a run folder is created",
+    "metrics_row": "a line of metrics.jsonl, after each epoch",
+    "diagnostics_row": "a line of diagnostics.jsonl, after each epoch under --diagnose",
+    "checkpoint": "checkpoint.npz, after each epoch",
+    "pictures": "the run's PNGs under --plots, at the end: reached before the first is drawn",
+    "summary": "summary.json, at the end",
+    "page": "report.html, at the end",
+    "overfit": "overfit.json, under --overfit N --out DIR",
     # python -m jaxmlp.sweep, and every experiment through it
     "sweep_record": "sweep.json, the sweep's record: at the start and at the end of each "
-                    "session (sweep)",
+                    "session",
     "chunk": "chunks/chunk-N.npz, as each chunk of runs finishes; on the other processes of "
-             "a multi-process sweep, the same moment (sweep)",
+             "a multi-process sweep, the same moment",
     "sweep_tables": "results.csv, runs.csv, summary.csv and summary.md, each a point of its "
-                    "own, when every run is done (sweep)",
-    "sweep_pictures": "the sweep's PNGs: reached before the first is drawn (sweep)",
+                    "own, when every run is done",
+    "sweep_pictures": "the sweep's PNGs: reached before the first is drawn",
     # python experiments/NAME.py
-    "experiment_log": "experiment.json, the log of each invocation (experiment)",
-    "findings": "summary.md again, with the experiment's findings (experiment)",
+    "experiment_log": "experiment.json, the log of each invocation",
+    "findings": "summary.md again, with the experiment's findings",
 })
 
 SIGNALS = MappingProxyType({"TERM": signal.SIGTERM, "HUP": signal.SIGHUP, "INT": signal.SIGINT})

@@ -348,6 +348,15 @@ def test_a_refusing_coordinator_is_said_at_once_and_given_up_on() -> None:
                     "there yet); retrying for up to 0.5 s"]
 
 
+def test_a_coordinator_that_never_answers_is_given_up_on_after_the_wait() -> None:
+    said: list[str] = []
+    # A name under .invalid never resolves (RFC 6761): no answer, and no refusal either.
+    problem = coordinator_problem("coordinator.invalid:9", 0.3, said.append)
+    assert problem is not None, problem
+    assert problem.startswith("no answer from coordinator.invalid:9 in 0.3 s ("), problem
+    assert said == []
+
+
 def test_a_process_whose_coordinator_refuses_stops_with_one_line(
         mnist_sample_dir: Path, tmp_path: Path) -> None:
     port = free_port()

@@ -116,7 +116,7 @@ CASES = (
     Case("chunk", 2, "TERM", "sweep", "nothing"),
     Case("chunk", 1, "TERM", "experiment", "nothing"),
     # A full disk: the write fails, one line says so, what was written before is intact.
-    Case("metrics_row", 2, "FULL", "run", "nothing"),
+    Case("run_config", 1, "FULL", "run", "nothing"),
     Case("checkpoint", 2, "FULL", "run", "nothing"),
     Case("summary", 1, "FULL", "run", "nothing"),
     Case("chunk", 2, "FULL", "sweep", "nothing"),
@@ -286,11 +286,24 @@ def check_left(case: Case, out: Path) -> None:
         assert len(left) == 1, f"one temporary file expected in {out}: {left}"
 
 
-def check_stopped(case: Case, done: Done) -> None:
-    """A signal: the exit status is 128 + its number, the last line names it and what to run."""
+def saved_units(case: Case, out: Path) -> int:
+    """Epochs in the checkpoint (a run), or chunk files (a sweep)."""
+    if SCENARIOS[case.scenario].target == "jaxmlp.train":
+        meta = arrays(out / "checkpoint.npz")["__meta__"]
+        return json.loads(meta.tobytes())["epoch"]
+    return len(list((out / "chunks").glob("chunk-*.npz")))
+
+
+def check_stopped(case: Case, done: Done, out: Path) -> None:
+    """A signal: the exit status is 128 + its number, the last line names it and what to run;
+    during training, the epoch or chunk the signal came in is saved before it stops."""
     assert done.code == 128 + SIGNALS[case.action], done.describe()
     line = last_line(done)
     assert line.startswith("error: ") and SIGNAL_WORDS[case.action] in line, line
+    if case.point in DURING_TRAINING:  # the arrival's epoch (diagnostics: row 0 comes first)
+        assert saved_units(case, out) == case.count - (case.point == "diagnostics_row")
+    elif case.point == "summary":
+        assert saved_units(case, out) == 3 and not (out / "summary.json").exists()
     assert ("--resume" in line) if SCENARIOS[case.scenario].target == "jaxmlp.train" else (
         "same command" in line), line
 
@@ -306,7 +319,7 @@ def test_a_fault_at_a_write_point_loses_nothing(case: Case, tmp_path: Path,
         assert first.code == -signal.SIGKILL, (
             f"{case.point} was not reached {case.count} times\n" + first.describe())
     else:
-        check_stopped(case, first)
+        check_stopped(case, first, out)
         no_traceback(first)
     check_left(case, out)
     if case.left == "cut":  # read before it is repaired: the cut line is left out, said once
@@ -376,16 +389,18 @@ def test_a_full_disk_at_a_write_point_loses_nothing(case: Case, tmp_path: Path,
     if problem:
         pytest.skip(problem)
     inside = tmp_path / "mnt" / "out"
+    # A run that could not write its config.json did not start: its command is run again.
+    again = case.scenario != "run" or case.point == "run_config"
     first, then = in_small_filesystem(tmp_path, [
         (command(case.scenario, inside), f"{case.point}:{case.count}:FULL"),
-        (next_command(case.scenario, inside), None)])
+        ((command if again else next_command)(case.scenario, inside), None)])
     # The write that found no room (this one, or a later one: a line may still fit in a block
     # the file already has) is one line naming the file and what to run once there is room.
     assert first.code == 1, first.describe()
     no_traceback(first)
     line = last_line(first)
     assert line.startswith("error: cannot write ") and "No space left on device" in line, line
-    assert ("--resume" in line) if case.scenario == "run" else ("same command" in line), line
+    assert ("same command again" if again else f"continue with --resume {inside}") in line, line
     assert then.code == 0, then.describe()
     no_traceback(then)
     assert_same(folder_state(case.scenario, tmp_path / "out"), reference[case.scenario])
@@ -396,20 +411,34 @@ def test_a_full_disk_at_a_write_point_loses_nothing(case: Case, tmp_path: Path,
 LEFT_WORDS = {
     "cut": "its file ends in a cut line, which every reader (`python -m jaxmlp.plots`, "
            "`--resume`) leaves out with a warning naming it",
-    "temporary": "the file as it was, beside a whole temporary file that was never renamed "
-                 "over it (removed at the next start)",
+    "temporary": "the file as it was, beside a whole temporary file never renamed over it "
+                 "(removed at the next start)",
     "nothing": "the files as they were before the point",
 }
-ACTION_WORDS = {
-    "TERM": "SIGTERM: the epoch or chunk in progress is saved, then exit 143",
-    "HUP": "SIGHUP: the epoch or chunk in progress is saved, then exit 129",
-    "INT": "SIGINT (Ctrl-C): the epoch or chunk in progress is saved, then exit 130",
-    "FULL": "disk full: one line naming the file, exit 1; what was written before is intact",
-}
+DURING_TRAINING = ("metrics_row", "diagnostics_row", "checkpoint", "chunk")  # signals wait
+FAULT_WORDS = {"KILL": "SIGKILL", "TERM": "SIGTERM", "HUP": "SIGHUP", "INT": "SIGINT (Ctrl-C)",
+               "FULL": "disk full"}
 
 
-def fault_table() -> str:
-    """docs/faults.md, from `CASES`."""
+def what_is_left(case: Case) -> str:
+    """The table's words for what the fault leaves, checked by the test of the case."""
+    if case.action == "KILL":
+        return LEFT_WORDS[case.left]
+    if case.action == "FULL":
+        return ("exit 1 and one line naming the file that found no room; what was written "
+                "before is intact")
+    code = 128 + SIGNALS[case.action]
+    if case.point not in DURING_TRAINING:
+        return f"training was over: it stops there, exit {code} and one line saying what to run"
+    unit = "epoch" if SCENARIOS[case.scenario].target == "jaxmlp.train" else "chunk"
+    return (f"the {unit} in progress finished and saved, then exit {code} and one line saying "
+            "what to run")
+
+
+def fault_table(pages: bool | None = None) -> str:
+    """docs/faults.md, from `CASES` (`pages`: whether report.html is written; default: whether
+    jaxmlp.pages is there)."""
+    pages = (REPO / "jaxmlp" / "pages").is_dir() if pages is None else pages
     lines = [
         "# What survives which fault",
         "",
@@ -424,25 +453,25 @@ def fault_table() -> str:
             "(`python tests/test_faults.py` rewrites it; the tests check that it is current).",
             95),
         "",
-        "| Write point | What is written | Fault | What it leaves | Then | Result |",
+        "| Write point | What is written there | Fault (at which arrival) | What it leaves | "
+        "Then | Result |",
         "|---|---|---|---|---|---|",
     ]
     for c in CASES:
-        fault = (f"SIGKILL at arrival {c.count}" if c.action == "KILL"
-                 else f"{ACTION_WORDS[c.action]} (arrival {c.count})")
-        left = (LEFT_WORDS[c.left] if c.action == "KILL" else
-                "the last finished epoch or chunk saved" if c.action in SIGNALS else
-                LEFT_WORDS["nothing"])
-        lines.append(f"| `{c.point}` ({c.scenario}) | {faults.POINTS[c.point]} | {fault} | "
-                     f"{left} | {SCENARIOS[c.scenario].then} | equal to an uninterrupted "
-                     f"{c.scenario.split()[0]} |")
+        result = ("not written by this version yet: the case is skipped"
+                  if c.point == "page" and not pages else
+                  f"the same as an uninterrupted {c.scenario.split()[0]}")
+        lines.append(f"| `{c.point}` ({c.scenario}) | {faults.POINTS[c.point]} | "
+                     f"{FAULT_WORDS[c.action]} ({c.count}) | {what_is_left(c)} | "
+                     f"{SCENARIOS[c.scenario].then} | {result} |")
     lines += ["", *textwrap.wrap(
-        "A multi-process sweep: when one process is killed, the others stop at their next "
-        "exchange with one line (`error: training stopped (...)`), the chunks written are "
-        "whole, and the same commands again finish the sweep with the results of an "
-        "uninterrupted one (`tests/test_distributed.py`). A process that stops answering "
-        "without dying (a machine lost) is noticed by JAX's heartbeat after 100 s, and JAX ends "
-        "the others itself.", 95), ""]
+        "A multi-process sweep: when one process is killed (process 0, which writes, or "
+        "another), the others stop at their next exchange with one line (`error: training "
+        "stopped (...)`), the chunks written are whole, and the same commands again finish the "
+        "sweep with the results of an uninterrupted one; a signal to one process stops them "
+        "all after the same chunk (`tests/test_distributed.py`). A process that stops "
+        "answering without dying (a machine lost) is noticed by JAX's heartbeat after 100 s, "
+        "and JAX ends the others itself, with its own message.", 95), ""]
     return "\n".join(lines)
 
 
