@@ -120,10 +120,8 @@ def run_sweep(
     if writer:
         write_record(out, record)
     try:
-        with stopping.deferred("chunk"):
-            train_chunks(spec, plan, opts, pending, done, session,
-                         out / CHUNKS if writer else None, progress=progress and writer,
-                         max_chunks=max_chunks)
+        train_chunks(spec, plan, opts, pending, done, session, out / CHUNKS if writer else None,
+                     progress=progress and writer, max_chunks=max_chunks)
     except BaseException as e:
         # Interrupted (Ctrl-C) or failed: the finished chunks are on disk; log the session too.
         end_session(record, session, pending, "interrupted")
@@ -271,6 +269,7 @@ def start_compiling(pool: concurrent.futures.Executor, spec: SweepSpec, plan: Pl
     return futures
 
 
+@stopping.deferred("chunk")  # a signal waits for the chunk in progress: see stop_if_asked
 def train_chunks(
     spec: SweepSpec,
     plan: Plan,
@@ -284,7 +283,8 @@ def train_chunks(
     max_chunks: int | None,
 ) -> None:
     """Train the pending chunks in order (at most `max_chunks`), each saved in `chunk_dir` (None:
-    this process does not write) and added to `done` as soon as it finishes."""
+    this process does not write) and added to `done` as soon as it finishes. A signal stops
+    it once the chunk in progress is saved (`stop_if_asked`)."""
     group_data = place_group_data(spec, plan, pending, opts.datasets)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")
     futures = start_compiling(pool, spec, plan, opts, pending, group_data)
