@@ -95,7 +95,9 @@ class Config:
     )
     # --- model ------------------------------------------------------------------------------
     hidden: tuple[int, ...] = _f(
-        (512, 512), "hidden layer widths, e.g. --hidden 512 512 (none at all: --hidden)"
+        (512, 512), "hidden layer widths, e.g. --hidden 512 512 (none at all: --hidden); the "
+        "network, its optimizer state and a batch's activations must fit the device's memory "
+        "(checked before training)"
     )
     activation: str = _f("relu", "hidden-layer nonlinearity", ACTIVATIONS)
     init: str = _f(

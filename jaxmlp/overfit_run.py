@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmlp import data
+from jaxmlp import data, sizes
 from jaxmlp.config import Config, ConfigError, flag_name, validate
 from jaxmlp.diagnostics import num, rows_from_train
 from jaxmlp.loop import DeviceData, model_sizes
@@ -64,6 +64,7 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
+    sizes.check_overfit_steps(max_steps)
     refuse_what_overfit_sets(config, given or ())
     if out is not None:
         own_folder(Path(out))  # a bad --out is said before any work

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxmlp import checkpoint, data, faults, probes, stopping
+from jaxmlp import checkpoint, data, faults, probes, sizes, stopping
 from jaxmlp.config import (
     Config,
     ConfigError,
@@ -149,6 +149,8 @@ def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
     (`loaded`: what `data.load_data` returned, when the caller has it already)."""
     dataset, note = loaded if loaded is not None else data.load_data(config, progress=progress)
     check_against_data(config, len(dataset.y_train))
+    inputs = int(np.prod(dataset.x_train.shape[1:]))  # the network must fit the device
+    sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes), jax.devices()[0])
     if note:
         log(note)
     skipped = _skipped(config, dataset)

@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from jaxmlp import checkpoint, cli, compilation, data, stopping
+from jaxmlp import checkpoint, cli, compilation, data, sizes, stopping
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.loop import (
     DeviceData,
@@ -74,7 +74,8 @@ def _diagnostics_flags(parser: argparse.ArgumentParser) -> None:
                         "the steps and seconds it took (exit 1 if it never gets there); with "
                         "--diagnose, the report on those steps; with --plots, their pictures")
     g.add_argument("--overfit-steps", type=int, metavar="STEPS", default=None,
-                   help="step limit for --overfit (default: 2000)")
+                   help=f"step limit for --overfit (default: 2000; at most "
+                        f"{sizes.OVERFIT_STEPS_MAX:,}: every step's loss is kept)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import stat
 import subprocess
@@ -21,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmlp import rundir, runner
+from jaxmlp import compilation, rundir, runner, sizes
 from jaxmlp.config import Config, ConfigError, validate
 from jaxmlp.plots.cli import main as plots_main
 from jaxmlp.sweep.cli import main as sweep_main
@@ -260,6 +261,58 @@ def test_every_reader_takes_a_cut_line_and_refuses_a_broken_row(
         err = refused(command, argv, capsys)
         assert f"{folder / rundir.METRICS}: {says}" in err, err
     assert snapshot(folder) == before
+
+
+# --- 4. sizes within reason -------------------------------------------------------------------
+
+
+def too_wide() -> str:
+    """A width whose square layer alone holds more bytes than this device has memory."""
+    memory = sizes.memory_bytes(jax.devices()[0])
+    assert memory, "the device's memory is unknown here"
+    return str(math.isqrt(memory // 4) + 1)
+
+
+# (command, argv from (tmp folder, sample), what the error line says)
+SIZES = [
+    ("train a network too wide to fit", train_main,
+     lambda t, s: [*data(s), "--hidden", too_wide(), too_wide(), "--out", str(t / "o")],
+     "more than the"),
+    ("overfit with a network too wide to fit", train_main,
+     lambda t, s: [*data(s), "--hidden", too_wide(), too_wide(), "--overfit", "10", "--out",
+                   str(t / "o")], "more than the"),
+    ("sweep a network too wide to fit", sweep_main,
+     lambda t, s: [*data(s), "--grid", f"hidden=8,{too_wide()}x{too_wide()}", "--out",
+                   str(t / "o")], "more than the"),
+    ("more overfit steps than kept", train_main,
+     lambda t, s: [*data(s), "--hidden", "8", "--overfit", "10", "--overfit-steps",
+                   str(sizes.OVERFIT_STEPS_MAX + 1), "--out", str(t / "o")],
+     f"--overfit-steps must be at most {sizes.OVERFIT_STEPS_MAX:,}"),
+    ("more CPU devices than cores can use", sweep_main,
+     lambda t, s: [*data(s), "--grid", "learning_rate=0.1", "--cpu-devices",
+                   str(sizes.CPU_DEVICES_PER_CORE * compilation.cpu_cores() + 1), "--out",
+                   str(t / "o")], "--cpu-devices must be at most"),
+]
+
+
+@pytest.mark.parametrize("case", SIZES, ids=[c[0] for c in SIZES])
+def test_a_flag_that_sizes_work_is_refused_beyond_its_limit_by_name(
+        case, tmp_path: Path, mnist_sample_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    _, command, make_argv, says = case
+    err = refused(command, make_argv(tmp_path, mnist_sample_dir), capsys)
+    assert says in err, err
+    if says == "more than the":
+        assert f"--hidden {too_wide()} {too_wide()} with --batch-size" in err, err
+    out = tmp_path / "o"  # refused before any work (--overfit makes its folder first: empty)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_memory_a_run_needs_is_what_it_holds() -> None:
+    # 784-512-512-10 with momentum: 669,706 parameters x 3 (parameters, gradients, one slot),
+    # and 128 x 1,818 activations x 2 (values and gradients), 4 bytes each.
+    assert sizes.run_bytes([784, 512, 512, 10], "momentum", 128) == 4 * (669_706 * 3
+                                                                         + 2 * 128 * 1818)
+    assert sizes.run_bytes([2, 3], "adam", 1) > sizes.run_bytes([2, 3], "sgd", 1)
 
 
 # --- 5. say what happened ---------------------------------------------------------------------

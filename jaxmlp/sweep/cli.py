@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from jaxmlp import checkpoint, cli, compilation, data, stopping
+from jaxmlp import checkpoint, cli, compilation, data, sizes, stopping
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.sweep import distributed
 from jaxmlp.sweep.program import COMPILE_MODES
@@ -114,7 +114,7 @@ def _run_flags(g: argparse._ArgumentGroup) -> None:
                    help="train at most K runs at a time (memory grows with K)")
     g.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on a CPU, split it into N JAX devices that train runs side by side "
-                   "(default: one per core)")
+                   f"(default: one per core; at most {sizes.CPU_DEVICES_PER_CORE} per core)")
     g.add_argument("--runs-per-batch", type=int, default=None, metavar="B",
                    help="on each device, train B runs side by side (vmapped) at a time, in a "
                    "loop (default: on CPU as many as fit half the last-level cache; elsewhere "
@@ -155,6 +155,11 @@ def _start_jax(args: argparse.Namespace) -> None:
                         ("--runs-per-batch", args.runs_per_batch)):
         if value is not None and value < 1:
             cli.fail(f"{flag} must be at least 1, got {value}")
+    if args.cpu_devices is not None:
+        try:
+            sizes.check_cpu_devices(args.cpu_devices, compilation.cpu_cores())
+        except ConfigError as e:
+            cli.fail(str(e))
     compilation.split_cpu_into_devices(args.cpu_devices)
     distributed.start_processes(args)
     # Re-running a sweep (or one with the same structures) then loads its programs from disk.

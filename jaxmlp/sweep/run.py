@@ -16,9 +16,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 import jaxmlp.sweep.distributed as distributed  # the module, not the package: no cycle
-from jaxmlp import faults, stopping
+from jaxmlp import faults, sizes, stopping
 from jaxmlp.config import Config, check_against_data
-from jaxmlp.loop import DeviceData, hyper_from_config
+from jaxmlp.loop import DeviceData, hyper_from_config, model_sizes
 from jaxmlp.sweep.datasets import DataCache, sweep_data
 from jaxmlp.sweep.plan import Chunk, Run, data_choice, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
@@ -221,7 +221,22 @@ def make_plan(spec: SweepSpec, max_parallel: int | None, devices: Sequence[jax.D
     if opts.runs_per_batch is not None and opts.runs_per_batch < 1:
         raise SpecError(f"runs_per_batch must be at least 1, got {opts.runs_per_batch}")
     check_data(spec, configs, opts.datasets)
-    return Plan(runs, groups, plan_chunks(groups, max_parallel, mesh.devices.size), mesh, options)
+    chunks = plan_chunks(groups, max_parallel, mesh.devices.size)
+    check_memory(groups, chunks, mesh, opts.datasets)
+    return Plan(runs, groups, chunks, mesh, options)
+
+
+def check_memory(groups: Sequence[tuple[Config, list[int]]], chunks: Sequence[Chunk],
+                 mesh: Mesh, datasets: DataCache) -> None:
+    """Each group's runs side by side on one device (its largest chunk's share) fit the
+    device's memory (`sizes.check_memory`)."""
+    devices = mesh.devices.size
+    for g, (config, _) in enumerate(groups):
+        widest = max((c.size for c in chunks if c.group == g), default=1)
+        dataset, _ = datasets.dataset(config)
+        inputs = int(np.prod(dataset.x_train.shape[1:]))
+        sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes),
+                           jax.local_devices()[0], runs=-(-widest // devices))
 
 
 def check_data(spec: SweepSpec, configs: Sequence[Config], datasets: DataCache) -> None:
