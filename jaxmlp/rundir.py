@@ -222,10 +222,11 @@ class RunDir:
 
     def config(self, flag: str = "--resume") -> Config:
         """The configuration the run was started with, on the data set it really used (a run
-        that fell back to digits resumes on digits). Refuses a folder with links in it: the
-        callers write into it."""
+        that fell back to digits resumes on digits). Refuses a folder with links in it, or one
+        that takes no files: the callers (resume, the plots, the pages) write into it."""
         recorded = self.read_record(flag)
         refuse_links(self.path, flag)
+        make_folder(self.path, flag)  # exists: this only tries a file there
         config = validate(Config.from_dict(recorded["config"]))
         return dataclasses.replace(config, dataset=recorded["dataset"]["used"])
 

@@ -52,7 +52,8 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--out", default=None, help="output folder (default: a new folder under runs/)")
     g.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the interrupted run in DIR with its own configuration")
+                   help="continue the interrupted run in DIR with its own configuration (and "
+                        "its --diagnose and --plots)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar (default: on)")
 

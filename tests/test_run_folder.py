@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from test_faults import small_filesystem_problem
 
 from jaxmlp import compilation, rundir, runner, sizes
 from jaxmlp.config import Config, ConfigError, validate
@@ -201,6 +202,39 @@ def test_a_run_writes_only_into_a_folder_of_its_own(case, tmp_path: Path, finish
     err = refused(command, argv, capsys)
     assert says in err, err
     assert snapshot(tmp_path) == before  # nothing there, nor outside through a link, changed
+
+
+def test_a_read_only_folder_is_one_line_for_every_command(tmp_path: Path, finished: Path,
+                                                          mnist_sample_dir: Path) -> None:
+    """A folder on a file system mounted read-only (tests run as root, whom permissions do not
+    stop): a new run, a resumed one and the plots each say so in one line, exit 2."""
+    problem = small_filesystem_problem()
+    if problem:
+        pytest.skip(problem)
+    run, empty = copy_run(finished, tmp_path / "run"), tmp_path / "empty"
+    empty.mkdir()
+    before = snapshot(tmp_path)
+    commands = {
+        "train": ["-m", "jaxmlp.train", *data(mnist_sample_dir), "--out", str(empty)],
+        "resume": ["-m", "jaxmlp.train", "--resume", str(run)],
+        "plots": ["-m", "jaxmlp.plots", str(run)],
+    }
+    script = [f"mount --bind {tmp_path} {tmp_path}",
+              f"mount -o remount,bind,ro {tmp_path}"]
+    for name, args in commands.items():
+        script.append(f"cd {REPO} && {sys.executable} {' '.join(args)} > /dev/null "
+                      f"2> {tmp_path.parent / (tmp_path.name + name)}.err; "
+                      f"echo $? > {tmp_path.parent / (tmp_path.name + name)}.code")
+    subprocess.run(["unshare", "-rm", "bash", "-c", "\n".join(script)], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    for name, folder, flag in (("train", empty, "--out"), ("resume", run, "--resume"),
+                               ("plots", run, "RUN_DIR")):
+        err = (tmp_path.parent / f"{tmp_path.name}{name}.err").read_text()
+        code = int((tmp_path.parent / f"{tmp_path.name}{name}.code").read_text())
+        assert code == 2 and err.count("\n") == 1, (name, code, err)
+        assert err == (f"error: {flag} {folder} cannot be written into (Read-only file "
+                       "system); choose a folder you can write to\n"), err
+    assert snapshot(tmp_path) == before
 
 
 def test_every_file_of_a_run_gets_the_mode_the_umask_gives(tmp_path: Path,

@@ -25,7 +25,7 @@ CHUNKS = "chunks"
 CHUNK_FILES = "chunk-*.npz"
 # What a sweep (and an experiment, into the same folder) writes atomically, as glob patterns: an
 # interrupted write leaves a temporary file of one of these, removed when the sweep starts again.
-SWEEP_FILES = ("*.json", "*.csv", "*.md")
+SWEEP_FILES = ("*.json", "*.csv", "*.md", "*.html")
 
 
 class SweepError(RuntimeError):
