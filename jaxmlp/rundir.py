@@ -199,14 +199,18 @@ class RunDir:
         make_folder(run.path)  # first: a folder that takes no files is said as such
         refuse_links(run.path, "--out")
         refuse_others(run.path, "--out")
+        # config.json first: with it the folder is a run (resumable), without it still empty.
         try:
-            checkpoint.atomic_write_text(run.path / METRICS, "")
             checkpoint.atomic_write_text(run.path / CONFIG_JSON,
                                          json.dumps(record, indent=2) + "\n", "run_config")
-        except checkpoint.WriteError as e:  # config.json last: without it, nothing to resume
-            (run.path / METRICS).unlink(missing_ok=True)
+        except checkpoint.WriteError as e:
             raise checkpoint.WriteError(f"{e}; the run did not start: once there is room, run "
                                         "the same command again") from None
+        try:
+            checkpoint.atomic_write_text(run.path / METRICS, "")
+        except checkpoint.WriteError as e:
+            raise checkpoint.WriteError(f"{e}; once there is room, continue with --resume "
+                                        f"{run}") from None
         return run
 
     def read_record(self, flag: str = "--resume") -> dict[str, Any]:

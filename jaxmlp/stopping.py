@@ -2,9 +2,10 @@
 Kubernetes sends before it kills a job) and SIGHUP (the terminal or the ssh session closed)
 stop a run, a sweep or an experiment in the same way.
 
-`handle_signals()`, called by each command before it starts work, makes all three raise
-`Stopped`, a KeyboardInterrupt: every `except KeyboardInterrupt` path (keep what is saved, say
-what to run next) serves the three alike. While epochs or chunks train, inside `deferred()`, a
+`handle_signals()`, called where each command starts as a program (its `__main__`, not its
+`main()`, which tests call in their own process), makes all three raise `Stopped`, a
+KeyboardInterrupt: every `except KeyboardInterrupt` path (keep what is saved, say what to run
+next) serves the three alike. While epochs or chunks train, inside `deferred()`, a
 signal is noted instead, and the loop calls `check()` once the epoch or chunk in progress is
 written: no finished work is lost, and the wait is at most one epoch or chunk (the device cannot
 be interrupted mid-program anyway). A second signal stops at once.

@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     # Python start-up plus importing jax, optax and jaxmlp: everything before this line.
     import_seconds = compilation.process_age_seconds()
     compilation.tune_xla_cpu()  # before the first computation initialises XLA
-    stopping.handle_signals()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.overfit is not None:
@@ -180,4 +179,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    stopping.handle_signals()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     sys.exit(main())

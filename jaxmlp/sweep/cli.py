@@ -150,7 +150,6 @@ def _start_jax(args: argparse.Namespace) -> None:
     core so that runs train side by side (benchmarks/README.md), and the other processes of the
     sweep, if it has several."""
     compilation.tune_xla_cpu()
-    stopping.handle_signals()  # SIGTERM and SIGHUP stop a sweep as Ctrl-C does
     for flag, value in (("--cpu-devices", args.cpu_devices),
                         ("--runs-per-batch", args.runs_per_batch)):
         if value is not None and value < 1:
