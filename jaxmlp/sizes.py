@@ -29,13 +29,21 @@ OVERFIT_STEPS_MAX = 100_000
 CPU_DEVICES_PER_CORE = 4
 
 
+def parameters(sizes: Sequence[int]) -> int:
+    """Weights and biases of a network with layer `sizes`, inputs to outputs."""
+    return sum(i * o + o for i, o in itertools.pairwise(sizes))
+
+
+def slots(optimizer: str) -> int:
+    """Arrays of the parameters' size the optimizer keeps (momentum: 1, adam: 2)."""
+    return {"sgd": 0, "momentum": 1}.get(optimizer, 2)
+
+
 def run_bytes(sizes: Sequence[int], optimizer: str, batch_size: int) -> int:
-    """Bytes one run holds while it trains: parameters, gradients, optimizer slots (momentum: 1,
-    adam: 2) and a batch's activations with their gradients, all float32."""
-    params = sum(i * o + o for i, o in itertools.pairwise(sizes))
-    slots = {"sgd": 0, "momentum": 1}.get(optimizer, 2)
+    """Bytes one run holds while it trains: parameters, gradients, optimizer slots and a batch's
+    activations with their gradients, all float32."""
     activations = 2 * batch_size * sum(sizes)
-    return 4 * (params * (2 + slots) + activations)
+    return 4 * (parameters(sizes) * (2 + slots(optimizer)) + activations)
 
 
 def memory_bytes(device: Any) -> int | None:
@@ -56,19 +64,23 @@ def gigabytes(n: float) -> str:
 
 def check_memory(config: Config, sizes: Sequence[int], device: Any, runs: int = 1) -> None:
     """A ConfigError naming --hidden and --batch-size when `runs` runs of `config` (with layer
-    `sizes`, inputs to outputs) side by side would not fit `device`'s memory."""
+    `sizes`, inputs to outputs) side by side would not fit `device`'s memory: one run training,
+    and the parameters and optimizer state of the others (the least they hold, so that a sweep
+    that fits is never refused)."""
     have = memory_bytes(device)
-    need = runs * run_bytes(sizes, config.optimizer, config.batch_size)
+    held = 4 * parameters(sizes) * (1 + slots(config.optimizer))
+    need = run_bytes(sizes, config.optimizer, config.batch_size) + (runs - 1) * held
     if have is None or need <= have:
         return
-    side = f"{runs} runs side by side (--max-parallel) with " if runs > 1 else ""
+    what = (f"{runs} runs of {parameters(sizes):,} parameters side by side" if runs > 1
+            else f"{parameters(sizes):,} parameters")
+    fewer = ", or fewer runs at a time (--max-parallel)" if runs > 1 else ""
     raise ConfigError(
         f"--hidden {' '.join(map(str, config.hidden))} with --batch-size {config.batch_size}: "
-        f"training {side}{sum(i * o + o for i, o in itertools.pairwise(sizes)):,} parameters "
-        f"needs about {gigabytes(need)} (parameters, gradients, {config.optimizer}'s state and a "
-        f"batch's activations, in float32), more than the {gigabytes(have)} of memory this "
-        f"{getattr(device, 'platform', 'cpu')} device has: use narrower or fewer layers, or a "
-        "smaller batch")
+        f"training {what} needs at least {gigabytes(need)} (parameters, gradients, "
+        f"{config.optimizer}'s state and a batch's activations, in float32), more than the "
+        f"{gigabytes(have)} of memory this {getattr(device, 'platform', 'cpu')} device has: use "
+        f"narrower or fewer layers, or a smaller batch{fewer}")
 
 
 def check_overfit_steps(steps: int) -> None:

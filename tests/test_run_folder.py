@@ -341,6 +341,30 @@ def test_a_flag_that_sizes_work_is_refused_beyond_its_limit_by_name(
     assert not out.exists() or not any(out.iterdir())
 
 
+class Accelerator:
+    """A device with 1 GB for JAX's allocator, as an accelerator reports it."""
+
+    platform = "gpu"
+
+    def memory_stats(self) -> dict[str, int]:
+        return {"bytes_limit": 10**9}
+
+
+def test_runs_side_by_side_must_fit_together() -> None:
+    config = Config(hidden=(1000, 1000), optimizer="adam", batch_size=128)
+    # 1,796,010 parameters (7.2 MB): 30.6 MB to train one with adam (parameters, gradients,
+    # two slots, activations); each other run holds 21.6 MB (parameters and two slots).
+    layers = [784, 1000, 1000, 10]
+    sizes.check_memory(config, layers, Accelerator(), runs=1)
+    sizes.check_memory(config, layers, Accelerator(), runs=40)  # 0.87 GB
+    with pytest.raises(ConfigError) as e:
+        sizes.check_memory(config, layers, Accelerator(), runs=60)
+    assert str(e.value).startswith(
+        "--hidden 1000 1000 with --batch-size 128: training 60 runs of 1,796,010 parameters "
+        "side by side needs at least 1.3 GB"), str(e.value)  # 30.6 MB + 59 x 21.6 MB
+    assert str(e.value).endswith("or fewer runs at a time (--max-parallel)"), str(e.value)
+
+
 def test_the_memory_a_run_needs_is_what_it_holds() -> None:
     # 784-512-512-10 with momentum: 669,706 parameters x 3 (parameters, gradients, one slot),
     # and 128 x 1,818 activations x 2 (values and gradients), 4 bytes each.

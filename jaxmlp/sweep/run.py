@@ -228,15 +228,17 @@ def make_plan(spec: SweepSpec, max_parallel: int | None, devices: Sequence[jax.D
 
 def check_memory(groups: Sequence[tuple[Config, list[int]]], chunks: Sequence[Chunk],
                  mesh: Mesh, datasets: DataCache) -> None:
-    """Each group's runs side by side on one device (its largest chunk's share) fit the
-    device's memory (`sizes.check_memory`)."""
-    devices = mesh.devices.size
+    """Each group's runs side by side fit a device's memory (`sizes.check_memory`): its largest
+    chunk's share of each device, or the whole chunk where the devices are one CPU's, sharing
+    the machine's memory."""
+    device = jax.local_devices()[0]
     for g, (config, _) in enumerate(groups):
         widest = max((c.size for c in chunks if c.group == g), default=1)
+        share = widest if device.platform == "cpu" else -(-widest // mesh.devices.size)
         dataset, _ = datasets.dataset(config)
         inputs = int(np.prod(dataset.x_train.shape[1:]))
-        sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes),
-                           jax.local_devices()[0], runs=-(-widest // devices))
+        sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes), device,
+                           runs=share)
 
 
 def check_data(spec: SweepSpec, configs: Sequence[Config], datasets: DataCache) -> None:
