@@ -97,6 +97,8 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
             **({"diagnostics": rows, "diagnosis": [dataclasses.asdict(f) for f in findings]}
                if diagnose else {}),
         }
+        if (Path(out) / OVERFIT).exists():
+            log(f"{out}: the earlier {OVERFIT} is replaced by this one")
         RunDir(out).write_json(OVERFIT, record, indent=None, point="overfit")
         if plots:
             written = plotting.write_overfit_plots(out, record, gradient_verdict(findings),

@@ -25,6 +25,7 @@ from test_faults import small_filesystem_problem
 
 from jaxmlp import compilation, rundir, runner, sizes
 from jaxmlp.config import Config, ConfigError, validate
+from jaxmlp.overfit_run import run_overfit
 from jaxmlp.plots.cli import main as plots_main
 from jaxmlp.sweep.cli import main as sweep_main
 from jaxmlp.train import format_summary
@@ -410,3 +411,13 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(
     assert sorted(again.files) == sorted(first.files)
     for name in first.files:
         assert again[name].tobytes() == first[name].tobytes(), name
+
+
+def test_an_overfit_into_its_own_earlier_folder_says_it_replaces_it(
+        tmp_path: Path, mnist_sample_dir: Path) -> None:
+    out, said = tmp_path / "overfit", []
+    config = Config(dataset="mnist", data_dir=str(mnist_sample_dir), hidden=(8,))
+    run_overfit(config, 10, out, max_steps=5, progress=False, log=said.append)
+    assert not any("replaced" in s for s in said)
+    run_overfit(config, 10, out, max_steps=5, progress=False, log=said.append)
+    assert f"{out}: the earlier overfit.json is replaced by this one" in said
