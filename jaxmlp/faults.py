@@ -40,7 +40,7 @@ POINTS = MappingProxyType({
     "checkpoint": "checkpoint.npz, after each epoch",
     "pictures": "the run's PNGs under --plots, at the end: reached before the first is drawn",
     "summary": "summary.json, at the end",
-    "page": "report.html, at the end",
+    "page": "report.html, the page of a run (or of a sweep), at the end",
     "overfit": "overfit.json, under --overfit N --out DIR",
     # python -m jaxmlp.sweep, and every experiment through it
     "sweep_record": "sweep.json, the sweep's record: at the start and at the end of each "
