@@ -31,8 +31,8 @@ if str(REPO) not in sys.path:  # run as `python experiments/x.py` from a checkou
 
 import jax  # noqa: E402
 
-from jaxmlp import cli, compilation, data, pages, stats, sweep  # noqa: E402
-from jaxmlp.checkpoint import CheckpointError, atomic_write_text  # noqa: E402
+from jaxmlp import cli, compilation, data, faults, pages, stats, stopping, sweep  # noqa: E402
+from jaxmlp.checkpoint import CheckpointError, WriteError, atomic_write_text  # noqa: E402
 from jaxmlp.config import Config, ConfigError  # noqa: E402
 from jaxmlp.rundir import make_folder  # noqa: E402
 from jaxmlp.sweep import distributed  # noqa: E402
@@ -45,16 +45,25 @@ USER_ERRORS = (data.DataError, ConfigError, CheckpointError, sweep.SpecError, sw
 
 
 def entry(main: Callable[[], int]) -> typing.NoReturn:
-    """Run an experiment's `main` as a command: its exit code, or one line for a user error."""
+    """Run an experiment's `main` as a command: its exit code, or one line for a user error, a
+    failed write (exit 1) or a signal (Ctrl-C, SIGTERM, SIGHUP: exit 128 + its number, once the
+    chunk in progress is saved)."""
+    stopping.handle_signals()
     try:
         code = main()
     except distributed.ProcessLost as e:  # a peer died: leave now, not after JAX's 100 s wait
         distributed.leave(str(e), 2)
     except USER_ERRORS as e:
         cli.fail(str(e))
-    except KeyboardInterrupt:
-        cli.fail("interrupted; the finished runs are saved: the same command again resumes",
-                 code=130)
+    except WriteError as e:
+        cli.fail(f"{e}; the finished runs are intact: once there is room, the same command "
+                 "again resumes", code=1)
+    except KeyboardInterrupt as e:
+        message = (f"{stopping.describe(e)}; the finished runs are saved: the same command "
+                   "again resumes")
+        if jax.process_count() > 1:  # JAX's shutdown would wait for the others
+            distributed.leave(message, stopping.exit_code(e))
+        cli.fail(message, code=stopping.exit_code(e))
     raise SystemExit(code)
 
 
@@ -174,7 +183,7 @@ def budget_section(args: Args, budget: Any, started: float, extra: str = "") -> 
         "command": sys.argv,
     })
     if jax.process_index() == 0:
-        atomic_write_text(log_path, json.dumps(log, indent=2) + "\n")
+        atomic_write_text(log_path, json.dumps(log, indent=2) + "\n", "experiment_log")
     fields = ", ".join(f"{k}={sweep.format_value(v)}" for k, v in
                        dataclasses.asdict(budget).items())
     runs = "; ".join(f"{i['wall_seconds']:.1f} s (compiling {i.get('compile_seconds', 0):.1f} s), "
@@ -201,7 +210,8 @@ def finish(result: sweep.SweepResult, findings: Sequence[str],
     if mode != "default":  # said just above the sentences, in summary.md and on the screen
         sections = [*sections, (f"The {mode} budget", SMALL_BUDGET.format(mode=mode))]
     if jax.process_index() == 0:  # the others of a multi-process sweep only train
-        sweep.write_findings(result, findings, sections)
+        with faults.region("findings"):
+            sweep.write_findings(result, findings, sections)
         pages.write_sweep_page(result.out)
     heading = "findings"
     if mode != "default":

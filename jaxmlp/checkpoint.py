@@ -6,7 +6,9 @@ structure (e.g. freshly initialised state): the structure lives in code, the num
 
 Writes go to a temporary file in the same folder, are flushed to disk, then renamed over the old
 checkpoint. A rename within one file system is atomic, so a crash leaves either the old
-checkpoint or the new one, never half of one.
+checkpoint or the new one, never half of one (and at most a stray temporary file, `.NAME.*.tmp`,
+which `remove_temporary` clears). The rename replaces a symbolic link itself, never the file it
+points to. Every file gets the mode a plain `open` would give it (the user's umask applied).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import jax
 import numpy as np
+
+from jaxmlp import faults
 
 _META = "__meta__"
 
@@ -29,23 +33,68 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or does not fit the configuration."""
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class WriteError(OSError):
+    """A file could not be written (a full disk, a folder removed or made read-only); the
+    message names the file and the reason, and what was there before is intact."""
+
+
+def file_mode() -> int:
+    """The mode `open` gives a new file: 0o666 less the process's umask (read without changing
+    it where Linux says it, since os.umask sets it for every thread at once)."""
+    try:
+        with open("/proc/self/status") as f:
+            mask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
+    """One line naming the file and why it could not be written."""
+    e = WriteError(f"cannot write {path} ({error.strerror or error})")
+    e.errno = error.errno  # the kind of failure, for callers that ask (ENOSPC, EACCES)
+    return e
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], point: str | None = None
+                 ) -> None:
+    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`. `point`:
+    the fail point this write is (`jaxmlp.faults`); a WriteError says why it failed."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())  # mkstemp's 0600 would differ from open's
+            faults.reach(point, path, torn=lambda: (write(f), f.flush()))
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise write_error(path, e) from None
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, point: str | None = None) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
+    atomic_write(Path(path), lambda f: f.write(text.encode()), point)
+
+
+def remove_temporary(folder: Path, names: Iterable[str]) -> list[str]:
+    """Delete the temporary files that interrupted atomic writes of `names` (glob patterns)
+    left in `folder` (`.NAME.XXXXXXXX.tmp`, as `atomic_write` names them, and nothing else);
+    returns their names."""
+    left = sorted({p for name in names for p in folder.glob(f".{name}.*.tmp")
+                   if p.is_file() and not p.is_symlink()})
+    for p in left:
+        p.unlink(missing_ok=True)
+    return [p.name for p in left]
+
 
 
 def _named_leaves(tree: Any) -> dict[str, np.ndarray]:
@@ -53,12 +102,13 @@ def _named_leaves(tree: Any) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in flat}
 
 
-def save(path: str | os.PathLike, tree: Any, meta: dict[str, Any] | None = None) -> None:
+def save(path: str | os.PathLike, tree: Any, meta: dict[str, Any] | None = None,
+         point: str | None = None) -> None:
     """Save the arrays of `tree` (and a small JSON-able `meta` dict) to `path` atomically."""
     path = Path(path)
     arrays = _named_leaves(jax.device_get(tree))
     arrays[_META] = np.frombuffer(json.dumps(meta or {}).encode(), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays), point)
 
 
 def load(path: str | os.PathLike, template: Any) -> tuple[Any, dict[str, Any]]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 # The names each choice accepts. Kept here, next to the fields, so that validation, the command
 # line and the docs all read the same lists. The toy sets (jaxmlp.data.toy) are points in the
 # plane, generated from --data-seed.
@@ -93,7 +95,9 @@ class Config:
     )
     # --- model ------------------------------------------------------------------------------
     hidden: tuple[int, ...] = _f(
-        (512, 512), "hidden layer widths, e.g. --hidden 512 512 (none at all: --hidden)"
+        (512, 512), "hidden layer widths, e.g. --hidden 512 512 (none at all: --hidden); the "
+        "network, its optimizer state and a batch's activations must fit the device's memory "
+        "(checked before training)"
     )
     activation: str = _f("relu", "hidden-layer nonlinearity", ACTIVATIONS)
     init: str = _f(
@@ -209,6 +213,17 @@ def dataset_defaults(config: Config, given: Collection[str] | None = None,
     return dataclasses.replace(config, **applied), applied
 
 
+# The precision every numeric setting is used in: the programs compute in float32 (the `Hyper`
+# values, the optimizer's coefficients).
+PROGRAM_DTYPE = np.float32
+
+
+def as_used(value: float) -> float:
+    """`value` as the program sees it, in `PROGRAM_DTYPE` (overflow is inf, not a warning)."""
+    with np.errstate(over="ignore"):
+        return float(PROGRAM_DTYPE(value))
+
+
 # jax keys are 32-bit by default: a larger seed gives the key of a smaller one (2**32 that of 0,
 # -1 that of 2**32-1), and past 2**63 it does not convert at all. Sweeps take the same range.
 SEED_MAX = 2**32 - 1
@@ -237,11 +252,17 @@ def positive_int(value: Any, name: str, error: type[ValueError] = ConfigError) -
 
 
 def _number(value: Any, flag: str, what: str, ok: Callable[[float], bool]) -> None:
-    """Refuse anything but a finite number for which `ok` holds: NaN and inf are floats too,
-    and the command line passes text on as text (cli.number_or_text)."""
+    """Refuse anything but a finite number for which `ok` holds, as typed and as the program
+    uses it: NaN and inf are floats too, the command line passes text on as text
+    (cli.number_or_text), and a value can pass in float64 yet break the check in float32
+    (`--dropout 0.999999999` is 1.0 there)."""
     real = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (real and math.isfinite(value) and ok(value)):
         raise ConfigError(f"{flag} must be {what}, got {value!r}")
+    used = as_used(value)
+    if not (math.isfinite(used) and ok(used)):
+        raise ConfigError(f"{flag} {value!r} is {used!r} in {PROGRAM_DTYPE.__name__}, the "
+                          f"precision training computes in: it must be {what} there too")
 
 
 def _check_numbers(config: Config) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -29,6 +29,7 @@ from jaxmlp.probes import (
     nonfinite_order,
     summarize_epoch,
 )
+from jaxmlp.rundir import RunDir
 
 
 def num(x: Any) -> float | None:
@@ -147,3 +148,54 @@ def nonfinite_note(rows: Sequence[dict[str, Any]]) -> str:
         if r.get("first_nonfinite"):
             return " Diagnostics: " + describe_nonfinite(r["first_nonfinite"], r["epoch"]) + "."
     return ""
+
+
+class Recorder:
+    """Writes diagnostics.jsonl for --diagnose, and keeps the rows for the report.
+
+    The epoch it reads is `programs.diagnosed_epoch` (`loop.make_epoch` with
+    `probes.step_statistics` in its step) as `runner` compiled it; the probe of the parameters
+    runs as a program of its own after each epoch (and once for the initial parameters).
+    Nothing here waits for the device except `end_epoch`, called after the epoch's one host
+    synchronisation.
+    """
+
+    def __init__(self, config: Config, run: RunDir, probe: Callable[..., Any],
+                 shapes: Sequence[tuple[int, int]], rows: Sequence[dict[str, Any]],
+                 initial: ProbeStats | None) -> None:
+        """`probe(params, dev, hyper)`: the compiled probe; `rows`: a resumed run's rows;
+        `initial`: the probe of the initial parameters (epoch 0) when there are no rows yet,
+        written with epoch 1, whose first step supplies the initial gradient norms."""
+        self.config, self.run, self.probe, self.shapes = config, run, probe, list(shapes)
+        self.rows = list(rows)
+        self.run.start_diagnostics(self.rows)
+        self._initial = initial
+        self._pending: tuple[Any, Any, int] | None = None
+
+    def wrap(self, epoch_fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Adapt the compiled diagnosed epoch to the plain one's `(state, metrics)`, and queue
+        the probe of the new parameters; the results wait on the device until `end_epoch`."""
+
+        def epoch(state: Any, dev: Any, hyper: Any, data_key: jax.Array, e: np.int32
+                  ) -> tuple[Any, Any]:
+            state, metrics, diag = epoch_fn(state, dev, hyper, data_key, e)
+            steps = metrics.step_loss.shape[0]  # a static shape: no device wait
+            self._pending = (diag, self.probe(state.params, dev, hyper), steps)
+            return state, metrics
+
+        return epoch
+
+    def end_epoch(self, epoch: int) -> None:
+        assert self._pending is not None, "end_epoch without an epoch"
+        (d, probe, steps), self._pending = self._pending, None
+        d = jax.device_get(d)
+        if self._initial is not None:
+            first_step = d.step_grad_norm[0] if d.step_grad_norm.shape[0] else None
+            self._append(make_row(0, self.config, self.shapes, self._initial,
+                                  grad_norm=first_step))
+            self._initial = None
+        self._append(make_row(epoch, self.config, self.shapes, probe, d, steps=steps))
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.run.append_diagnostics(row)

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 
-from jaxmlp import data
+from jaxmlp import data, sizes
 from jaxmlp.config import Config, ConfigError, flag_name, positive_int, validate
 from jaxmlp.diagnostics import make_row, num
 from jaxmlp.loop import DeviceData, model_sizes
@@ -20,7 +20,15 @@ from jaxmlp.overfit import OVERFIT_MAX_STEPS, OverfitResult, overfit, overfit_co
 from jaxmlp.plots import run as plotting
 from jaxmlp.probes import NORM_EVERY, summarize_epoch
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
-from jaxmlp.rundir import OVERFIT, RunDir, default_folder, make_folder
+from jaxmlp.rundir import (
+    CONFIG_JSON,
+    OVERFIT,
+    RunDir,
+    default_folder,
+    make_folder,
+    refuse_links,
+    refuse_others,
+)
 from jaxmlp.runner import load, with_defaults
 
 # The settings `overfit_config` decides: the first N examples as one full batch, steps instead
@@ -56,9 +64,10 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     max_steps = OVERFIT_MAX_STEPS if max_steps is None else max_steps
     for value, flag in ((num_examples, "--overfit"), (max_steps, "--overfit-steps")):
         positive_int(value, flag)
+    sizes.check_overfit_steps(max_steps)
     refuse_what_overfit_sets(config, given or ())
     if out is not None:
-        make_folder(out)  # a bad --out is said before any work
+        own_folder(Path(out))  # a bad --out is said before any work
     config, _ = with_defaults(config, given, log, leave=OVERFIT_SETS)
     loaded = data.load_data(validate(config), progress=progress)
     available = len(loaded[0].y_train)
@@ -78,7 +87,7 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
     if plots and out is None:
         out = default_folder(f"{dataset.name}-overfit")
     if out is not None:
-        make_folder(out)  # the default folder, under --plots
+        own_folder(Path(out))  # the default folder, under --plots
         record = {
             "config": config.to_dict(), "dataset": dataset.name,
             "num_classes": dataset.num_classes, "examples": num_examples,
@@ -88,12 +97,23 @@ def run_overfit(config: Config, num_examples: int, out: str | Path | None = None
             **({"diagnostics": rows, "diagnosis": [dataclasses.asdict(f) for f in findings]}
                if diagnose else {}),
         }
-        RunDir(out).write_json(OVERFIT, record, indent=None)
+        if (Path(out) / OVERFIT).exists():
+            log(f"{out}: the earlier {OVERFIT} is replaced by this one")
+        RunDir(out).write_json(OVERFIT, record, indent=None, point="overfit")
         if plots:
             written = plotting.write_overfit_plots(out, record, gradient_verdict(findings),
                                                    dataset.num_classes)
             log(f"plots: {', '.join(written)} in {out}")
     return result
+
+
+def own_folder(out: Path) -> None:
+    """Create `out`, or check that it is empty or an earlier run's (whose overfit.json and
+    pictures an --overfit replaces): never another's files, never through a link."""
+    make_folder(out)  # first: a folder that takes no files is said as such
+    refuse_links(out, "--out")
+    if not (out / OVERFIT).exists() and not (out / CONFIG_JSON).exists():
+        refuse_others(out, "--out")
 
 
 def _overfit_report(config: Config, dev: DeviceData, num_classes: int, result: OverfitResult

@@ -7,8 +7,10 @@
    thread of their own while the data loads), then the initial (or restored) state;
 2. `Recorder`: diagnostics.jsonl under --diagnose;
 3. `train_epochs`: the Python loop over epochs: one host synchronisation per epoch, a metrics
-   line and a checkpoint after each, a clear error when the loss goes non-finite;
-4. `finish`: the report, the plots, summary.json.
+   line and a checkpoint after each, a clear error when the loss goes non-finite; a signal
+   (Ctrl-C, SIGTERM, SIGHUP) stops it once the epoch in progress is saved (`jaxmlp.stopping`);
+4. `finish`: the report, the plots, summary.json (a run whose parameters end non-finite is
+   diverged, whatever produced them).
 
 The maths is in `jaxmlp.loop`; the folder's format in `jaxmlp.rundir`; this module is the edge
 where the two meet the clock, the progress bar and the disk.
@@ -25,10 +27,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxmlp import data, programs
+from jaxmlp import checkpoint, data, faults, programs, sizes, stopping
 from jaxmlp.config import (
     Config,
     ConfigError,
@@ -37,13 +40,21 @@ from jaxmlp.config import (
     flag_name,
     validate,
 )
-from jaxmlp.diagnostics import make_row, nonfinite_note, num
+from jaxmlp.diagnostics import Recorder, nonfinite_note, num
 from jaxmlp.loop import DeviceData, Hyper, TrainState, device_data, hyper_from_config, model_sizes
 from jaxmlp.plots import run as plotting
 from jaxmlp.programs import Programs
 from jaxmlp.report import Finding, diagnose, format_report, gradient_verdict
 from jaxmlp.report.base import step_causes, step_fixes
-from jaxmlp.rundir import DIVERGED, FINISHED, INTERRUPTED, SUMMARY, RunDir, default_folder
+from jaxmlp.rundir import (
+    DIVERGED,
+    FINISHED,
+    INTERRUPTED,
+    SUMMARY,
+    RunDir,
+    continued_outputs,
+    default_folder,
+)
 from jaxmlp.versions import versions
 
 # The test accuracy whose training time the summary reports ("time to 98%").
@@ -59,11 +70,18 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training: the finished epochs are checkpointed in `folder`."""
+    """Ctrl-C, SIGTERM or SIGHUP (`signal`, the KeyboardInterrupt it raised) once the run folder
+    existed: the finished epochs are checkpointed in `folder`."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, signal: KeyboardInterrupt | None = None) -> None:
         super().__init__(folder)
         self.folder = folder
+        self.signal = signal if signal is not None else KeyboardInterrupt()
+
+
+class WriteFailed(RuntimeError):
+    """A write into the run folder failed (a full disk, a folder removed): what was written
+    before is intact; the message says what to run once it is fixed."""
 
 
 class Prepared(NamedTuple):
@@ -85,9 +103,11 @@ class Prepared(NamedTuple):
 
 
 def _record(config: Config, dataset: data.Dataset, note: str | None, dev: DeviceData,
-            hyper: Hyper, applied: dict[str, Any] | None = None) -> dict[str, Any]:
+            hyper: Hyper, applied: dict[str, Any] | None = None,
+            outputs: dict[str, bool] | None = None) -> dict[str, Any]:
     """config.json: what was asked, and what was used (the data set's own defaults and the
-    preprocessing that did not apply, when there are any: an MNIST record stays as it was)."""
+    preprocessing that did not apply, when there are any: an MNIST record stays as it was), and
+    the `outputs` asked for (--diagnose, --plots), which a resumed run goes on writing."""
     record = {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
               "verified": dataset.verified, "fallback": note,
               "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0]),
@@ -105,6 +125,7 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
         "devices": [str(d) for d in jax.devices()],
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"outputs": outputs} if outputs else {}),
     }
 
 
@@ -133,6 +154,8 @@ def load(config: Config, *, progress: bool, log: Callable[[str], None] = print,
     (`loaded`: what `data.load_data` returned, when the caller has it already)."""
     dataset, note = loaded if loaded is not None else data.load_data(config, progress=progress)
     check_against_data(config, len(dataset.y_train))
+    inputs = int(np.prod(dataset.x_train.shape[1:]))  # the network must fit the device
+    sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes), jax.devices()[0])
     if note:
         log(note)
     skipped = _skipped(config, dataset)
@@ -156,19 +179,20 @@ def settle(config: Config, out: str | Path | None, *, resume: bool,
 
 def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
             log: Callable[[str], None], given: Collection[str] | None = None,
-            diagnose: bool = False) -> Prepared:
+            outputs: dict[str, bool] | None = None) -> Prepared:
     """Everything a run needs before its first epoch; bad settings fail here, before any work.
     The programs compile while the data loads (`programs.start`). `given`: the settings given
-    explicitly, which the data set's own defaults leave alone."""
+    explicitly, which the data set's own defaults leave alone; `outputs`: what the run writes
+    (--diagnose, --plots), recorded by a new run (`_record`)."""
     t_start = time.perf_counter()
     config, applied = settle(config, out, resume=resume, given=given, log=log)
-    compiling = programs.start(config, diagnose)
+    compiling = programs.start(config, bool(outputs and outputs["diagnose"]))
     try:
         dataset, note, dev, hyper = load(config, progress=progress, log=log)
         t_data = time.perf_counter()
         run = (RunDir(out) if resume else RunDir.create(
             out if out is not None else default_folder(dataset.name),
-            _record(config, dataset, note, dev, hyper, applied)))
+            _record(config, dataset, note, dev, hyper, applied, outputs)))
     except BaseException:
         programs.stop(compiling)
         raise
@@ -189,53 +213,14 @@ def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: b
 # --- 2. compile (and the diagnostics recorder) ----------------------------------------------------
 
 
-class Recorder:
-    """Writes diagnostics.jsonl for --diagnose, and keeps the rows for the report.
-
-    The epoch it reads is `programs.diagnosed_epoch`: `loop.make_epoch` with
-    `probes.step_statistics` in its step; the probe of the parameters runs as a program of its
-    own after each epoch (and once for the initial parameters). Nothing here waits for the
-    device except `end_epoch`, called after the epoch's one host synchronisation.
-    """
-
-    def __init__(self, p: Prepared) -> None:
-        self.config, self.run, self.probe = p.config, p.run, p.programs.probe
-        self.shapes = list(itertools.pairwise(model_sizes(p.config, p.dev.x_train.shape[1],
-                                                          p.dataset.num_classes)))
-        self.rows = list(p.diag_rows)
-        self.run.start_diagnostics(self.rows)
-        # Probe the initial parameters (epoch 0), unless a resumed run already has them; the
-        # row is written with epoch 1, whose first step supplies the initial gradient norms.
-        self._initial = None if self.rows else self.probe(p.state.params, p.dev, p.hyper)
-        self._pending: tuple[Any, Any, int] | None = None
-
-    def wrap(self, epoch_fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Adapt the compiled diagnosed epoch to the plain one's `(state, metrics)`, and queue
-        the probe of the new parameters; the results wait on the device until `end_epoch`."""
-
-        def epoch(state: Any, dev: DeviceData, hyper: Hyper, data_key: jax.Array,
-                  e: np.int32) -> tuple[Any, Any]:
-            state, metrics, diag = epoch_fn(state, dev, hyper, data_key, e)
-            steps = metrics.step_loss.shape[0]  # a static shape: no device wait
-            self._pending = (diag, self.probe(state.params, dev, hyper), steps)
-            return state, metrics
-
-        return epoch
-
-    def end_epoch(self, epoch: int) -> None:
-        assert self._pending is not None, "end_epoch without an epoch"
-        (d, probe, steps), self._pending = self._pending, None
-        d = jax.device_get(d)
-        if self._initial is not None:
-            first_step = d.step_grad_norm[0] if d.step_grad_norm.shape[0] else None
-            self._append(make_row(0, self.config, self.shapes, self._initial,
-                                  grad_norm=first_step))
-            self._initial = None
-        self._append(make_row(epoch, self.config, self.shapes, probe, d, steps=steps))
-
-    def _append(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.run.append_diagnostics(row)
+def recorder_of(p: Prepared) -> Recorder:
+    """The diagnostics recorder of a prepared run: its rows so far (a resumed run's), and the
+    probe of its initial parameters when it has none."""
+    shapes = list(itertools.pairwise(model_sizes(p.config, p.dev.x_train.shape[1],
+                                                 p.dataset.num_classes)))
+    probe = p.programs.probe
+    initial = None if p.diag_rows else probe(p.state.params, p.dev, p.hyper)
+    return Recorder(p.config, p.run, probe, shapes, p.diag_rows, initial)
 
 
 # --- 3. the epochs ----------------------------------------------------------------------------
@@ -300,6 +285,7 @@ def train_epochs(p: Prepared, epoch_fn: Callable[..., Any], eval_fn: Callable[..
         p.run.save_checkpoint(state, e + 1)
         bar.set_postfix(loss=f"{m.train_loss:.4f}", train_acc=f"{m.train_accuracy:.4f}",
                         test_acc=f"{test_accuracy:.4f}")
+        stopping.check()  # a signal during the epoch stops here, with the epoch saved
     bar.close()
     return state, history
 
@@ -319,6 +305,8 @@ def seconds_to_target(history: list[dict[str, Any]], target: float = TARGET_ACCU
 
 def summarize(p: Prepared, history: list[dict[str, Any]], times: dict[str, float]
               ) -> dict[str, Any]:
+    """summary.json's numbers. `train_seconds` sums every session's epochs (a resumed run's
+    too), while the `times` (and `wall_seconds`) are this session's alone."""
     last = history[-1] if history else {}
     return {
         "out": str(p.run),
@@ -331,7 +319,14 @@ def summarize(p: Prepared, history: list[dict[str, Any]], times: dict[str, float
         **times,
         "train_seconds": sum(h.get("epoch_seconds", 0.0) for h in history),
         f"train_seconds_to_{int(TARGET_ACCURACY * 100)}pct": seconds_to_target(history),
+        "resumed_after_epoch": p.start_epoch,
     }
+
+
+def finite(params: Any) -> bool:
+    """Whether every parameter is a finite number (one small reduction on the device)."""
+    return bool(jax.device_get(jnp.all(jnp.asarray(
+        [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))))
 
 
 def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
@@ -344,9 +339,13 @@ def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
         log(format_report(findings, recorder.rows))
     written: list[str] = []
     if plots:
-        written = plotting.write_run_plots(p.run.path, p.config, state.params, p.dataset, p.dev,
-                                           p.hyper, history, recorder.rows if recorder else [],
-                                           gradient_verdict(findings))
+        faults.reach("pictures", p.run.path / plotting.LEARNING_CURVES)
+        try:
+            written = plotting.write_run_plots(
+                p.run.path, p.config, state.params, p.dataset, p.dev, p.hyper, history,
+                recorder.rows if recorder else [], gradient_verdict(findings))
+        except OSError as e:  # matplotlib's own writes: one line naming the folder
+            raise checkpoint.write_error(f"the plots in {p.run}", e) from None
         log(f"plots: {', '.join(written)} in {p.run}")
     summary = summarize(p, history, times)
     if recorder:
@@ -362,37 +361,49 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         plots: bool = False, given: Collection[str] | None = None) -> dict[str, Any]:
     """Train one model, writing config.json, metrics.jsonl, checkpoint.npz and summary.json.
 
-    With `resume=True`, `out` is an existing run folder and its config.json is the configuration
-    (the `config` argument is ignored). `max_epochs` stops after that many epochs in this call,
-    as an interruption would. `diagnose` also writes diagnostics.jsonl and logs a report;
-    `plots` writes PNGs (and turns on `diagnose`, for the gradient plot). `given`: the fields
-    set explicitly, kept whatever the data set's own defaults say (`config.dataset_defaults`;
-    None: those still at Config's defaults are not given). Returns the summary.
+    With `resume=True`, `out` is an existing run folder whose config.json is the configuration
+    (`config` is ignored) and says what else it writes. `max_epochs` stops after that many
+    epochs in this call, as an interruption would. `diagnose` also writes diagnostics.jsonl and
+    logs a report; `plots` writes PNGs (and turns on `diagnose`). `given`: the fields set
+    explicitly, kept whatever the data set's own defaults say (None: those still at Config's
+    defaults are not given). Returns the summary. Once the folder exists, a signal raises
+    `Interrupted` and a failed write `WriteFailed`; a non-finite loss or final parameters raise
+    `Diverged`, with a summary.json that says so.
     """
     t_start = time.perf_counter()
-    diagnose = diagnose or plots  # the gradient picture needs the statistics
+    outputs = {"diagnose": diagnose or plots, "plots": plots}
+    if resume and out is not None:  # a resumed run goes on writing what it was asked for
+        outputs = continued_outputs(out, outputs, log)
+    diagnose, plots = outputs["diagnose"], outputs["plots"]
     p = prepare(config, out, resume=resume, progress=progress, log=log, given=given,
-                diagnose=diagnose)
-    recorder = Recorder(p) if diagnose else None
-    epoch_fn = recorder.wrap(p.programs.epoch) if recorder else p.programs.epoch
-    eval_fn = p.programs.evaluate
-    end = p.config.epochs if max_epochs is None else min(p.config.epochs,
-                                                         p.start_epoch + max_epochs)
+                outputs=outputs)
     times = dict(p.times)
     try:
-        state, history = train_epochs(p, epoch_fn, eval_fn, recorder, end, progress=progress,
-                                      plots=plots)
-    except Diverged as e:
+        recorder = recorder_of(p) if diagnose else None
+        epoch_fn = recorder.wrap(p.programs.epoch) if recorder else p.programs.epoch
+        end = p.config.epochs if max_epochs is None else min(p.config.epochs,
+                                                             p.start_epoch + max_epochs)
+        with stopping.deferred("epoch"):
+            state, history = train_epochs(p, epoch_fn, p.programs.evaluate, recorder, end,
+                                          progress=progress, plots=plots)
+        if history and not finite(state.params):  # whatever produced them: diverged
+            raise Diverged(f"the parameters after epoch {history[-1]['epoch']} hold non-finite "
+                           "values (NaN or inf) although the loss stayed finite: the run "
+                           f"diverged. Try {' or '.join(step_fixes(p.config))}.", str(p.run))
+        summary = finish(p, state, history, recorder, plots, log, times)
+        summary["wall_seconds"] = time.perf_counter() - t_start
+        summary["status"] = FINISHED
+        p.run.write_json(SUMMARY, summary, point="summary")
+    except Diverged as e:  # summary.json says so, with the epochs that finished
         record_stop(p, times, DIVERGED, str(e))
         raise
-    except KeyboardInterrupt:
-        record_stop(p, times, INTERRUPTED, "interrupted (Ctrl-C); the finished epochs are "
+    except KeyboardInterrupt as e:
+        record_stop(p, times, INTERRUPTED, f"{stopping.describe(e)}; the finished epochs are "
                     f"checkpointed: continue with --resume {p.run}")
-        raise Interrupted(str(p.run)) from None
-    summary = finish(p, state, history, recorder, plots, log, times)
-    summary["wall_seconds"] = time.perf_counter() - t_start
-    summary["status"] = FINISHED
-    p.run.write_json(SUMMARY, summary)
+        raise Interrupted(str(p.run), e) from None
+    except checkpoint.WriteError as e:
+        raise WriteFailed(f"{e}; what was written before is intact: once there is room (or the "
+                          f"folder is back), continue with --resume {p.run}") from None
     return summary
 
 
@@ -402,5 +413,5 @@ def record_stop(p: Prepared, times: dict[str, float], status: str, message: str)
     be rebuilt from the folder alone."""
     history = [h for h in p.run.metrics() if h.get("train_loss") is not None]
     p.run.write_json(SUMMARY, {**summarize(p, history, times), "status": status,
-                               "message": message})
+                               "message": message}, point="summary")
 

@@ -12,18 +12,19 @@ import dataclasses
 import sys
 from typing import Any
 
-from jaxmlp import checkpoint, cli, compilation, data, pages
+from jaxmlp import checkpoint, cli, compilation, data, pages, sizes, stopping
 from jaxmlp.config import Config, ConfigError, flag_name
 from jaxmlp.overfit_run import run_overfit
 from jaxmlp.rundir import CONFIG_JSON, result_lines
-from jaxmlp.runner import Diverged, Interrupted, run
+from jaxmlp.runner import Diverged, Interrupted, WriteFailed, run
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--out", default=None, help="output folder (default: a new folder under runs/)")
     g.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the interrupted run in DIR with its own configuration")
+                   help="continue the interrupted run in DIR with its own configuration (and "
+                        "its --diagnose and --plots)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar (default: on)")
 
@@ -45,7 +46,8 @@ def _diagnostics_flags(parser: argparse.ArgumentParser) -> None:
                         "the steps and seconds it took (exit 1 if it never gets there); with "
                         "--diagnose, the report on those steps; with --plots, their pictures")
     g.add_argument("--overfit-steps", type=int, metavar="STEPS", default=None,
-                   help="step limit for --overfit (default: 2000)")
+                   help=f"step limit for --overfit (default: 2000; at most "
+                        f"{sizes.OVERFIT_STEPS_MAX:,}: every step's loss is kept)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +70,11 @@ def _overfit(parser: argparse.ArgumentParser, args: argparse.Namespace,
         result = run_overfit(cli.dataclass_from_args(Config, args), args.overfit, args.out,
                              max_steps=args.overfit_steps, progress=args.progress,
                              diagnose=args.diagnose, plots=args.plots, given=given)
-    except (ConfigError, data.DataError) as e:
-        cli.fail(str(e))
+    except (ConfigError, data.DataError, checkpoint.WriteError) as e:
+        cli.fail(str(e), code=1 if isinstance(e, checkpoint.WriteError) else 2)
+    except KeyboardInterrupt as e:
+        cli.fail(f"{stopping.describe(e)}; --overfit starts from the beginning each time: run "
+                 "the same command again", code=stopping.exit_code(e))
     print(result.describe())
     if args.out:
         print(f"outputs in {args.out}; {write_page(args.out)}")
@@ -98,10 +103,16 @@ def write_page(folder: str) -> str:
 
 
 def format_summary(s: dict[str, Any], page: str = "") -> str:
+    resumed = s.get("resumed_after_epoch", 0)
+    # A resumed run's training time spans every session; its wall time is this session's.
+    train = (f"train {s['train_seconds']:.2f} (epochs 1-{s['epochs_done']}, every session)"
+             if resumed else f"train {s['train_seconds']:.2f}")
+    wall = (f"wall {s['wall_seconds']:.2f} (this session, after epoch {resumed})" if resumed
+            else f"wall {s['wall_seconds']:.2f}")
     lines = [
         *result_lines(s),
         f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f} (alongside "
-        f"the data), train {s['train_seconds']:.2f}, wall {s['wall_seconds']:.2f}",
+        f"the data), {train}, {wall}",
     ]
     t = s.get("train_seconds_to_98pct")
     if t is not None:
@@ -132,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as e:
         print(f"outputs in {e.folder}; {write_page(e.folder)}")
         cli.fail(str(e), code=3)
+    except (WriteFailed, checkpoint.WriteError) as e:
+        cli.fail(str(e), code=1)
     except Interrupted as e:
         print(f"outputs in {e.folder}; {write_page(e.folder)}")
-        cli.fail(f"interrupted; finished epochs are checkpointed: continue with --resume "
-                 f"{e.folder}", code=130)
-    except KeyboardInterrupt:
-        cli.fail("interrupted before training started; nothing to resume", code=130)
+        cli.fail(f"{stopping.describe(e.signal)}; finished epochs are checkpointed: continue "
+                 f"with --resume {e.folder}", code=stopping.exit_code(e.signal))
+    except KeyboardInterrupt as e:
+        cli.fail(f"{stopping.describe(e)} before training started; nothing to resume",
+                 code=stopping.exit_code(e))
     print(format_summary(summary, write_page(summary["out"])))
     print(compilation.startup_line(import_seconds, summary["data_seconds"],
                                    summary["compile_seconds"], summary.get("startup_seconds"),
@@ -146,4 +160,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    stopping.handle_signals()  # SIGTERM and SIGHUP stop a run as Ctrl-C does
     sys.exit(main())

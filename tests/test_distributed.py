@@ -1,7 +1,9 @@
 """One sweep across two real processes (`jax.distributed`, coordinator on 127.0.0.1, one CPU
 device each, gloo for the cross-process CPU collectives): the same runs as one process, refused
-when the processes disagree, and resumable after a process is killed. Plus the pure parts:
-where the process settings come from, and what the processes compare.
+when the processes disagree, resumable after either process is killed (by a fail point,
+`jaxmlp.faults`: at a set write, not at a moment raced against), stopped together by a signal to
+one of them, and a coordinator that refuses said at once. Plus the pure parts: where the process
+settings come from, and what the processes compare.
 
 Every sweep here is the same tiny one (two structures x two seeds on 400 real MNIST images),
 compiled in XLA's fast CPU mode, so the whole file runs in well under a minute on two cores.
@@ -17,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -25,14 +26,15 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from jaxmlp import faults
 from jaxmlp.config import Config
 from jaxmlp.sweep.datasets import DataCache
 from jaxmlp.sweep.distributed import (
     agreement,
+    coordinator_problem,
     data_checksum,
     failure,
     process_settings,
-    reachable,
     status,
 )
 from jaxmlp.sweep.store import read_chunks
@@ -188,8 +190,9 @@ def test_agreement_names_the_first_process_that_differs() -> None:
 
 
 class Killed(NamedTuple):
-    """A two-process sweep whose process 1 was killed after the first chunk, then the same
-    two commands again."""
+    """A two-process sweep whose process `victim` was killed at its `at`-th chunk (a fail
+    point: process 1 once it has trained its share of the chunk, process 0 in the middle of
+    writing it), then the same two commands again."""
 
     out: Path
     elsewhere: Path  # process 1's --out: process 0 alone writes, so it must never appear
@@ -199,53 +202,86 @@ class Killed(NamedTuple):
     resumed: list[tuple[int, str, str]]
 
 
-@pytest.fixture(scope="module")
-def killed(mnist_sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Killed:
-    tmp = tmp_path_factory.mktemp("killed")
-    out, elsewhere, chunks = tmp / "sweep", tmp / "not-written", tmp / "sweep" / "chunks"
-    # A compilation cache of its own, empty at first: the second structure's program then
-    # compiles for seconds after the first chunk is saved, the window in which process 1 is
-    # killed. The resumed processes find it there (process 0 finished compiling it).
-    env = {"JAXMLP_COMPILE_CACHE_DIR": str(tmp / "xla")}
+def kill_one(tmp: Path, data_dir: Path, victim: int, at: int) -> Killed:
+    out, elsewhere = tmp / "sweep", tmp / "not-written"
+    envs = [{}, {}]
+    envs[victim] = {faults.ENV: f"chunk:{at}:KILL"}
     port = free_port()
-    procs = [start(o, mnist_sample_dir, i, port, env=env) for i, o in enumerate((out, elsewhere))]
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not list(chunks.glob("chunk-*.npz")) and time.monotonic() < deadline \
-                and all(p.poll() is None for p in procs):
-            time.sleep(0.01)
-        procs[1].send_signal(signal.SIGKILL)
-        first = wait(procs)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    left = len(list(chunks.glob("chunk-*.npz")))
+    first = wait([start(o, data_dir, i, port, env=envs[i])
+                  for i, o in enumerate((out, elsewhere))])
+    left = len(list((out / "chunks").glob("chunk-*.npz")))
     status = json.loads((out / "sweep.json").read_text())["status"] if out.exists() else ""
     port = free_port()
-    again = wait([start(o, mnist_sample_dir, i, port, env=env)
-                  for i, o in enumerate((out, elsewhere))])
+    again = wait([start(o, data_dir, i, port) for i, o in enumerate((out, elsewhere))])
     return Killed(out, elsewhere, first, left, status, again)
+
+
+@pytest.fixture(scope="module")
+def killed(mnist_sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    return kill_one(tmp_path_factory.mktemp("killed"), mnist_sample_dir, victim=1, at=1)
+
+
+@pytest.fixture(scope="module")
+def killed_writer(mnist_sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    return kill_one(tmp_path_factory.mktemp("killed0"), mnist_sample_dir, victim=0, at=2)
+
+
+def check_survivor(done: tuple[int, str, str], every: list[tuple[int, str, str]]) -> None:
+    """The process left alive stops by itself (the test would time out otherwise), with one
+    line and no traceback."""
+    rc, _, err = done
+    assert rc == 1, describe(every)
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: training stopped ("), err
+
+
+def check_resumed(killed: Killed, trained_before: int, sessions: list[int]) -> None:
+    done = killed.resumed
+    assert [rc for rc, _, _ in done] == [0, 0], describe(done)
+    assert (f"resuming {killed.out}: {trained_before} of 4 runs already trained; "
+            f"{(4 - trained_before) // 2} of 2 chunks to go" in done[0][1]), describe(done)
+    record = json.loads((killed.out / "sweep.json").read_text())
+    assert record["status"] == "complete"
+    assert [s["runs_trained"] for s in record["sessions"]] == sessions
+    assert not list(killed.out.rglob(".*.tmp")), "a temporary file was left"
 
 
 def test_a_killed_process_leaves_a_folder_that_resumes(killed: Killed) -> None:
     done = killed.killed
     assert done[1][0] == -signal.SIGKILL, describe(done)
-    assert killed.chunks_left == 1, "the kill came too late or too early\n" + describe(done)
-    # The survivor stops by itself, promptly, with one line and no traceback.
-    rc, _, err = done[0]
-    assert rc == 1, describe(done)
-    assert "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("error: training stopped ("), err
+    assert killed.chunks_left == 1, describe(done)  # written before process 0 learnt of it
+    check_survivor(done[0], done)
     assert killed.status_left == "interrupted"
+    check_resumed(killed, trained_before=2, sessions=[2, 2])
 
-    done = killed.resumed
-    assert [rc for rc, _, _ in done] == [0, 0], describe(done)
-    assert (f"resuming {killed.out}: 2 of 4 runs already trained; 1 of 2 chunks to go"
-            in done[0][1]), describe(done)
-    record = json.loads((killed.out / "sweep.json").read_text())
-    assert record["status"] == "complete"
-    assert [s["runs_trained"] for s in record["sessions"]] == [2, 2]
+
+def test_a_killed_writer_leaves_whole_chunks_only(killed_writer: Killed, alone: Path) -> None:
+    done = killed_writer.killed
+    assert done[0][0] == -signal.SIGKILL, describe(done)
+    check_survivor(done[1], done)
+    # Killed while writing its second chunk: the first is whole, the second never appeared
+    # (only its temporary file, which the next start removes).
+    assert killed_writer.chunks_left == 1, describe(done)
+    # Killed, process 0 never closed its session in sweep.json: the record has the second.
+    check_resumed(killed_writer, trained_before=2, sessions=[2])
+    assert largest_difference(results(alone), results(killed_writer.out)) == 0.0
+
+
+def test_a_signal_to_one_process_stops_both_after_the_same_chunk(
+        mnist_sample_dir: Path, tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "sweep", tmp_path / "not-written"
+    port = free_port()
+    done = wait([start(o, mnist_sample_dir, i, port,
+                       env={faults.ENV: "chunk:1:TERM"} if i == 1 else {})
+                 for i, o in enumerate((out, elsewhere))])
+    assert [rc for rc, _, _ in done] == [143, 143], describe(done)
+    for _, _, err in done:
+        assert "Traceback" not in err, err
+    assert done[0][2].strip().splitlines()[-1].startswith(
+        "error: terminated (SIGTERM) (sent to process 1); finished chunks are saved in "), done
+    assert "run the same command again to continue" in done[1][2].strip().splitlines()[-1]
+    assert len(list((out / "chunks").glob("chunk-*.npz"))) == 1
+    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
 
 
 def test_two_processes_train_the_same_runs_as_one(alone: Path, killed: Killed) -> None:
@@ -293,12 +329,51 @@ def test_bad_process_flags_are_one_clear_message(flags: tuple, message: str) -> 
         process_settings(*flags, {})
 
 
-def test_a_process_waits_for_the_coordinator_port_and_gives_up() -> None:
+def test_a_coordinator_that_answers_is_reached() -> None:
+    said: list[str] = []
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
-        port = listening.getsockname()[1]
-        assert reachable(f"127.0.0.1:{port}", 1)
-    t0 = time.monotonic()
-    assert not reachable(f"127.0.0.1:{port}", 0.5)  # closed now
-    assert 0.5 <= time.monotonic() - t0 < 5
+        assert coordinator_problem(f"127.0.0.1:{listening.getsockname()[1]}", 5,
+                                   said.append) is None
+    assert said == []
+
+
+def test_a_refusing_coordinator_is_said_at_once_and_given_up_on() -> None:
+    port = free_port()  # nothing listens there
+    said: list[str] = []
+    problem = coordinator_problem(f"127.0.0.1:{port}", 0.5, said.append)
+    assert problem == f"127.0.0.1:{port} refused every connection for 0.5 s"
+    assert said == [f"the coordinator 127.0.0.1:{port} refused the connection (nothing listens "
+                    "there yet); retrying for up to 0.5 s"]
+
+
+def test_a_coordinator_that_never_answers_is_given_up_on_after_the_wait() -> None:
+    said: list[str] = []
+    # A name under .invalid never resolves (RFC 6761): no answer, and no refusal either.
+    problem = coordinator_problem("coordinator.invalid:9", 0.3, said.append)
+    assert problem is not None, problem
+    assert problem.startswith("no answer from coordinator.invalid:9 in 0.3 s ("), problem
+    assert said == []
+
+
+def test_a_process_whose_coordinator_refuses_stops_with_one_line(
+        mnist_sample_dir: Path, tmp_path: Path) -> None:
+    port = free_port()
+    done = wait([start(tmp_path / "sweep", mnist_sample_dir, 1, port,
+                       extra=("--join-timeout", "2"))])
+    rc, _, err = done[0]
+    assert rc == 2, describe(done)
+    assert "Traceback" not in err, err
+    assert (f"the coordinator 127.0.0.1:{port} refused the connection (nothing listens there "
+            "yet); retrying for up to 2 s") in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: could not reach the coordinator: 127.0.0.1:{port} refused every connection "
+        "for 2 s. Start process 0 there, and check the address, the port and any firewall")
+
+
+def test_a_bad_join_timeout_is_one_line(mnist_sample_dir: Path, tmp_path: Path) -> None:
+    done = wait([start(tmp_path / "sweep", mnist_sample_dir, extra=("--join-timeout", "0"))])
+    assert done[0][0] == 2, describe(done)
+    assert done[0][2].strip().splitlines()[-1] == (
+        "error: --join-timeout must be a whole number of seconds, at least 1, got 0")

@@ -11,6 +11,8 @@ a dropped scale is off by a factor of at least sqrt(2), which 1e-6 would not hid
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +44,7 @@ def per_layer(key: jax.Array, sizes: list[int], init: str, scale: float | jax.Ar
               dtype: jnp.dtype = jnp.float32) -> list[dict[str, jax.Array]]:
     """The reference: each layer's piece of one flat draw, times the std of JAX's initialiser
     for that shape (read off the initialiser itself: its draw over its own N(0, 1) draw)."""
-    shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
+    shapes = list(itertools.pairwise(sizes))
     normals = jax.random.normal(key, (sum(a * b for a, b in shapes),), dtype)
     out, start = [], 0
     for a, b in shapes:

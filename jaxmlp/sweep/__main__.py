@@ -2,6 +2,8 @@
 
 import sys
 
+from jaxmlp import stopping
 from jaxmlp.sweep.cli import main
 
+stopping.handle_signals()  # SIGTERM and SIGHUP stop a sweep as Ctrl-C does
 sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from jaxmlp import checkpoint, cli, compilation, data, pages
+from jaxmlp import checkpoint, cli, compilation, data, pages, sizes, stopping
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.sweep import distributed
 from jaxmlp.sweep.program import COMPILE_MODES
@@ -115,7 +115,7 @@ def _run_flags(g: argparse._ArgumentGroup) -> None:
                    help="train at most K runs at a time (memory grows with K)")
     g.add_argument("--cpu-devices", type=int, default=None, metavar="N",
                    help="on a CPU, split it into N JAX devices that train runs side by side "
-                   "(default: one per core)")
+                   f"(default: one per core; at most {sizes.CPU_DEVICES_PER_CORE} per core)")
     g.add_argument("--runs-per-batch", type=int, default=None, metavar="B",
                    help="on each device, train B runs side by side (vmapped) at a time, in a "
                    "loop (default: on CPU as many as fit half the last-level cache; elsewhere "
@@ -155,6 +155,11 @@ def _start_jax(args: argparse.Namespace) -> None:
                         ("--runs-per-batch", args.runs_per_batch)):
         if value is not None and value < 1:
             cli.fail(f"{flag} must be at least 1, got {value}")
+    if args.cpu_devices is not None:
+        try:
+            sizes.check_cpu_devices(args.cpu_devices, compilation.cpu_cores())
+        except ConfigError as e:
+            cli.fail(str(e))
     compilation.split_cpu_into_devices(args.cpu_devices)
     distributed.start_processes(args)
     # Re-running a sweep (or one with the same structures) then loads its programs from disk.
@@ -219,9 +224,17 @@ def _report(spec: SweepSpec, result: SweepResult, out: str) -> None:
     print(f"outputs in {out}{write_page(out)}")
 
 
+def stopped_message(error: KeyboardInterrupt, out: str) -> str:
+    """What a sweep stopped by a signal says: which, where its chunks are, what to run (and its
+    page, which says how far it got)."""
+    return (f"{stopping.describe(error)}; finished chunks are saved in {out}/{CHUNKS}: run the "
+            f"same command again to continue{write_page(out)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the sweep the flags describe; 0 when it completes, 2 on bad input, 130 if
-    interrupted (the finished chunks are kept)."""
+    """Run the sweep the flags describe; 0 when it completes, 2 on bad input, 1 when a write
+    fails, 128 + the signal's number if stopped by one (130 for Ctrl-C, 143 for SIGTERM; the
+    finished chunks are kept)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _start_jax(args)
@@ -240,11 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         distributed.leave(str(e), code=1)
     except user_errors as e:
         cli.fail(str(e))
-    except KeyboardInterrupt:
-        message = (f"interrupted; finished chunks are saved in {args.out}/{CHUNKS}: run the same "
-                   f"command again to continue{write_page(args.out)}")
+    except checkpoint.WriteError as e:
+        cli.fail(f"{e}; the finished chunks are intact: once there is room, run the same "
+                 "command again to continue", code=1)
+    except KeyboardInterrupt as e:
         if jax.process_count() > 1:
-            distributed.leave(message, code=130)
-        cli.fail(message, code=130)
+            distributed.leave(stopped_message(e, args.out), code=stopping.exit_code(e))
+        cli.fail(stopped_message(e, args.out), code=stopping.exit_code(e))
     _report(spec, result, args.out)
     return 0

@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxmlp import cli
+from jaxmlp import cli, stopping
 from jaxmlp.config import Config
 from jaxmlp.sweep.datasets import DataCache, loaded_key
 from jaxmlp.sweep.store import SweepError
@@ -49,8 +49,12 @@ CLUSTERS = (
                "SLURM_LOCALID"), "SLURM_NTASKS"),
 )
 
-# How long a process waits for the others to join: jax.distributed.initialize's default.
+# How long a process waits for the others to join, unless --join-timeout says otherwise:
+# jax.distributed.initialize's default.
 JOIN_SECONDS = 300
+# How long a coordinator that refuses connections is retried: process 0 of the same job starts
+# within seconds of the others; longer, and it was never started there (or listens elsewhere).
+REFUSED_SECONDS = 30
 
 
 class ProcessLost(SweepError):
@@ -86,6 +90,10 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
                    help="how many processes share the sweep (default 1, or the job's)")
     g.add_argument("--process-id", type=int, default=None, metavar="I",
                    help="this process's number, 0 to N-1; process 0 writes the outputs")
+    g.add_argument("--join-timeout", type=int, default=None, metavar="SECONDS",
+                   help=f"how long to wait for every process to join (default {JOIN_SECONDS}); "
+                   f"a coordinator that refuses connections is said at once and retried for "
+                   f"at most {REFUSED_SECONDS} s of it")
 
 
 def cluster_environment(environ: Mapping[str, str]) -> tuple[str, int] | None:
@@ -142,13 +150,15 @@ def start_processes(args: argparse.Namespace) -> int:
     """Join the sweep's other processes, if there are any; returns the process count.
 
     Call it before any computation, after the settings JAX reads when its backend starts
-    (`compilation.tune_xla_cpu`, `split_cpu_into_devices`). A bad flag, an unreachable
-    coordinator or a failed join is one line on stderr and exit code 2 (but if processes never
-    come, JAX itself aborts process 0 when the wait is over).
+    (`compilation.tune_xla_cpu`, `split_cpu_into_devices`). A bad flag, a coordinator that
+    refuses or does not answer (`coordinator_problem`) or a failed join is one line on stderr
+    and exit code 2 (but if processes never come, JAX itself aborts process 0 when the wait,
+    --join-timeout, is over).
     """
     try:
         settings = process_settings(args.coordinator, args.num_processes, args.process_id,
                                     os.environ)
+        wait = join_seconds(getattr(args, "join_timeout", None))
     except ValueError as e:
         cli.fail(str(e))
     if settings is None:
@@ -158,38 +168,69 @@ def start_processes(args: argparse.Namespace) -> int:
         # the runs is one. GPUs and TPUs bring their own.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     where = settings.coordinator or "the coordinator the job names"
-    print(f"joining the sweep's processes at {where} (settings from {settings.source}; "
-          f"waits up to {JOIN_SECONDS // 60} minutes for all of them)", file=sys.stderr,
-          flush=True)
-    if settings.coordinator and settings.process_id not in (None, 0) \
-            and not reachable(settings.coordinator, JOIN_SECONDS):
+    say = lambda line: print(line, file=sys.stderr, flush=True)
+    say(f"joining the sweep's processes at {where} (settings from {settings.source}; waits up "
+        f"to {wait} s for all of them, --join-timeout)")
+    if settings.coordinator and settings.process_id not in (None, 0):
         # JAX itself would abort the process with a stack trace once its timeout expires.
-        cli.fail(f"could not reach the coordinator {settings.coordinator} in {JOIN_SECONDS} s: "
-                 "start process 0 there, and check the address, the port and any firewall")
+        problem = coordinator_problem(settings.coordinator, wait, say)
+        if problem:
+            cli.fail(f"could not reach the coordinator: {problem}. Start process 0 there, and "
+                     "check the address, the port and any firewall")
     try:
         jax.distributed.initialize(settings.coordinator, settings.num_processes,
-                                   settings.process_id, initialization_timeout=JOIN_SECONDS)
+                                   settings.process_id, initialization_timeout=wait)
         devices = jax.devices()  # starts the backend: a missing collectives library fails here
     except Exception as e:  # JAX's errors here are RuntimeError, ValueError or XlaRuntimeError
         cli.fail(f"could not join the sweep's processes at {where}: {one_line(e)}")
-    print(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} "
-          f"of {len(devices)} devices", file=sys.stderr, flush=True)
+    # JAX's preemption notifier has just taken SIGTERM: take it back, so that a signal stops the
+    # processes together after a chunk (`run.stop_if_asked`) instead of being swallowed.
+    stopping.handle_signals()
+    say(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} "
+        f"of {len(devices)} devices")
     return jax.process_count()
 
 
-def reachable(address: str, seconds: float) -> bool:
-    """Whether something accepts TCP connections at HOST:PORT within `seconds` (retrying: process
-    0 may start later than this one)."""
+def join_seconds(value: int | None) -> int:
+    """--join-timeout, checked (default `JOIN_SECONDS`)."""
+    if value is None:
+        return JOIN_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"--join-timeout must be a whole number of seconds, at least 1, got "
+                         f"{value!r}")
+    return value
+
+
+def coordinator_problem(address: str, seconds: float, say: Callable[[str], None]
+                        ) -> str | None:
+    """None once something accepts TCP connections at HOST:PORT; else what went wrong, in
+    words. Process 0 may start later than this one, so both failures are retried: a refused
+    connection (nothing listens there: process 0 not started yet, or another port) is said at
+    once and retried for at most `REFUSED_SECONDS` (or `seconds`, if less); no answer at all (a
+    wrong address, a firewall) for `seconds`."""
     host, _, port = address.rpartition(":")
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    refused_since: float | None = None
+    refused_for = min(REFUSED_SECONDS, seconds)
     while True:
+        left = seconds - (time.monotonic() - start)
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
-                return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.2)
+            with socket.create_connection((host.strip("[]"), int(port)),
+                                          timeout=max(0.1, min(2.0, left))):
+                return None
+        except ConnectionRefusedError:
+            now = time.monotonic()
+            if refused_since is None:
+                refused_since = now
+                say(f"the coordinator {address} refused the connection (nothing listens there "
+                    f"yet); retrying for up to {refused_for:g} s")
+            if now - refused_since >= refused_for:
+                return f"{address} refused every connection for {refused_for:g} s"
+        except OSError as e:
+            refused_since = None
+            if time.monotonic() - start >= seconds:
+                return f"no answer from {address} in {seconds:g} s ({e.strerror or e})"
+        time.sleep(0.2)
 
 
 def one_line(error: BaseException) -> str:
@@ -213,6 +254,14 @@ def gather_bytes(payload: bytes) -> list[bytes]:
     padded[:raw.size] = raw
     every = np.asarray(multihost_utils.process_allgather(padded))
     return [every[i, :n].tobytes() for i, n in enumerate(lengths)]
+
+
+def first_to_stop(signum: int | None) -> tuple[int, int]:
+    """(signal, process) of the lowest-numbered process that was sent a signal, from each one's
+    own (`signum`, None when none came); (0, -1) when none was. A collective, after each chunk:
+    every process learns it at the same point, and they stop together."""
+    told = [int(b) for b in gather_bytes(str(signum or 0).encode())]
+    return next(((s, i) for i, s in enumerate(told) if s), (0, -1))
 
 
 def data_checksum(configs: Sequence[Config], datasets: DataCache) -> str:

@@ -7,7 +7,6 @@ a device trains side by side; `get_program` compiles it for a mesh of devices (t
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, hyper_from_config, make_train, model_sizes
 from jaxmlp.probes import ProbeStats, make_probe
+from jaxmlp.sizes import run_bytes as run_step_bytes  # what a run touches every step
 from jaxmlp.sweep.plan import TRACED_FIELDS, chunk_size, program_key, structural_key
 from jaxmlp.sweep.spec import SpecError
 
@@ -141,15 +141,6 @@ def last_level_cache_bytes() -> int:
     except (OSError, ValueError):
         pass
     return best or DEFAULT_CACHE_BYTES
-
-
-def run_step_bytes(sizes: Sequence[int], optimizer: str, batch_size: int) -> int:
-    """Bytes one run touches every step: parameters, gradients, optimizer slots (momentum: 1,
-    adam: 2) and the batch's activations with their gradients, all float32."""
-    params = sum(i * o + o for i, o in itertools.pairwise(sizes))
-    slots = {"sgd": 0, "momentum": 1}.get(optimizer, 2)
-    activations = 2 * batch_size * sum(sizes)
-    return 4 * (params * (2 + slots) + activations)
 
 
 def auto_runs_per_batch(

@@ -16,8 +16,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 import jaxmlp.sweep.distributed as distributed  # the module, not the package: no cycle
+from jaxmlp import faults, sizes, stopping
 from jaxmlp.config import Config, check_against_data
-from jaxmlp.loop import DeviceData, hyper_from_config
+from jaxmlp.loop import DeviceData, hyper_from_config, model_sizes
 from jaxmlp.sweep.datasets import DataCache, sweep_data
 from jaxmlp.sweep.plan import Chunk, Run, data_choice, group_runs, plan_chunks, plan_runs
 from jaxmlp.sweep.program import (
@@ -48,7 +49,7 @@ from jaxmlp.sweep.store import (
     write_chunk,
     write_record,
 )
-from jaxmlp.sweep.tables import summarize, write_outputs
+from jaxmlp.sweep.tables import summarize, write_outputs, write_plots
 
 
 class Plan(NamedTuple):
@@ -220,7 +221,24 @@ def make_plan(spec: SweepSpec, max_parallel: int | None, devices: Sequence[jax.D
     if opts.runs_per_batch is not None and opts.runs_per_batch < 1:
         raise SpecError(f"runs_per_batch must be at least 1, got {opts.runs_per_batch}")
     check_data(spec, configs, opts.datasets)
-    return Plan(runs, groups, plan_chunks(groups, max_parallel, mesh.devices.size), mesh, options)
+    chunks = plan_chunks(groups, max_parallel, mesh.devices.size)
+    check_memory(groups, chunks, mesh, opts.datasets)
+    return Plan(runs, groups, chunks, mesh, options)
+
+
+def check_memory(groups: Sequence[tuple[Config, list[int]]], chunks: Sequence[Chunk],
+                 mesh: Mesh, datasets: DataCache) -> None:
+    """Each group's runs side by side fit a device's memory (`sizes.check_memory`): its largest
+    chunk's share of each device, or the whole chunk where the devices are one CPU's, sharing
+    the machine's memory."""
+    device = jax.local_devices()[0]
+    for g, (config, _) in enumerate(groups):
+        widest = max((c.size for c in chunks if c.group == g), default=1)
+        share = widest if device.platform == "cpu" else -(-widest // mesh.devices.size)
+        dataset, _ = datasets.dataset(config)
+        inputs = int(np.prod(dataset.x_train.shape[1:]))
+        sizes.check_memory(config, model_sizes(config, inputs, dataset.num_classes), device,
+                           runs=share)
 
 
 def check_data(spec: SweepSpec, configs: Sequence[Config], datasets: DataCache) -> None:
@@ -268,6 +286,7 @@ def start_compiling(pool: concurrent.futures.Executor, spec: SweepSpec, plan: Pl
     return futures
 
 
+@stopping.deferred("chunk")  # a signal waits for the chunk in progress: see stop_if_asked
 def train_chunks(
     spec: SweepSpec,
     plan: Plan,
@@ -281,7 +300,8 @@ def train_chunks(
     max_chunks: int | None,
 ) -> None:
     """Train the pending chunks in order (at most `max_chunks`), each saved in `chunk_dir` (None:
-    this process does not write) and added to `done` as soon as it finishes."""
+    this process does not write) and added to `done` as soon as it finishes. A signal stops
+    it once the chunk in progress is saved (`stop_if_asked`)."""
     group_data = place_group_data(spec, plan, pending, opts.datasets)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")
     futures = start_compiling(pool, spec, plan, opts, pending, group_data)
@@ -304,9 +324,22 @@ def train_chunks(
             acc = float(np.mean(arrays["test_accuracy"][:, -1]))
             bar.set_postfix_str(f"program {c.group + 1}/{len(plan.groups)}, last chunk test acc "
                                 f"{acc:.3f}")
+            stop_if_asked()
     finally:
         bar.close()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def stop_if_asked() -> None:
+    """After each chunk: stop (`stopping.Stopped`) if a signal came during it, to this process
+    or, in a sweep of several, to any of them, so that all stop after the same chunk."""
+    if jax.process_count() == 1:
+        stopping.check()
+        return
+    signum, sent_to = distributed.first_to_stop(stopping.requested())
+    if signum:
+        by = None if sent_to == jax.process_index() else f"(sent to process {sent_to})"
+        stopping.stop(signum, by)
 
 
 def train_chunk(spec: SweepSpec, plan: Plan, c: Chunk, program: Any,
@@ -323,6 +356,8 @@ def train_chunk(spec: SweepSpec, plan: Plan, c: Chunk, program: Any,
     arrays = flatten_result(result)
     if chunk_dir is not None:
         write_chunk(chunk_dir, c, arrays, spec.fingerprint(), seconds)
+    else:  # another process writes it: the same moment, for the fail point
+        faults.reach("chunk", None)
     return arrays
 
 
@@ -339,8 +374,12 @@ def finish(spec: SweepSpec, out: Path, plan: Plan, opts: Options, pending: Seque
         # On every process: a script that goes on from the result takes the same path on each.
         summary = summarize(spec, runs, results, opts.datasets)
         if writer:
-            write_outputs(out, spec, runs, results, summary, record, datasets=opts.datasets,
-                          plots=plots)
+            with faults.region("sweep_tables"):
+                write_outputs(out, spec, runs, results, summary, record,
+                              datasets=opts.datasets, plots=False)
+            if plots:
+                faults.reach("sweep_pictures", out / "pictures")
+                write_plots(out, spec, runs, results)
     if writer:
         write_record(out, record)
     return SweepResult(spec, out, runs, results, summary, record, complete, session.trained)

@@ -1,6 +1,7 @@
 """A sweep's folder on disk: the chunk files that make resuming possible (written atomically,
 read back with their fingerprints checked), the sweep.json record, and the checks that an output
-folder holds this same sweep."""
+folder holds this same sweep, and no links to write through. Each write is a fail point
+(`jaxmlp.faults`): "chunk" and "sweep_record"."""
 
 from __future__ import annotations
 
@@ -15,20 +16,24 @@ from typing import Any
 import numpy as np
 
 from jaxmlp import checkpoint
-from jaxmlp.rundir import make_folder
+from jaxmlp.rundir import make_folder, refuse_links
 from jaxmlp.sweep.plan import Chunk
 from jaxmlp.sweep.spec import SweepSpec
 
 SWEEP_JSON = "sweep.json"
 CHUNKS = "chunks"
+CHUNK_FILES = "chunk-*.npz"
+# What a sweep (and an experiment, into the same folder) writes atomically, as glob patterns: an
+# interrupted write leaves a temporary file of one of these, removed when the sweep starts again.
+SWEEP_FILES = ("*.json", "*.csv", "*.md", "*.html")
 
 
 class SweepError(RuntimeError):
     """The output folder or a finished chunk does not fit this sweep."""
 
 
-def _atomic_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    checkpoint.atomic_write(path, lambda f: np.savez(f, **arrays))
+def _atomic_npz(path: Path, arrays: Mapping[str, np.ndarray], point: str) -> None:
+    checkpoint.atomic_write(path, lambda f: np.savez(f, **arrays), point)
 
 
 def flatten_result(out: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -45,7 +50,7 @@ def write_chunk(chunk_dir: Path, chunk: Chunk, arrays: Mapping[str, np.ndarray],
         "run_ids": np.asarray(chunk.runs, np.int64),
         "fingerprint": np.asarray(fingerprint),
         "seconds": np.asarray(seconds),
-    })
+    }, "chunk")
 
 
 def read_chunks(folder: Path, fingerprint: str, num_runs: int) -> dict[int, dict[str, Any]]:
@@ -53,7 +58,7 @@ def read_chunks(folder: Path, fingerprint: str, num_runs: int) -> dict[int, dict
     done: dict[int, dict[str, Any]] = {}
     if not folder.is_dir():
         return done
-    for path in sorted(folder.glob("chunk-*.npz")):
+    for path in sorted(folder.glob(CHUNK_FILES)):
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -92,8 +97,15 @@ def unpack_results(payload: bytes) -> dict[int, dict[str, np.ndarray]]:
 
 
 def prepare_out(out: Path, spec: SweepSpec) -> dict[str, Any] | None:
-    """Create `out`, or check that it holds this same sweep. Returns the old record, if any."""
-    make_folder(out)  # a file in the way is one clear error, not a traceback
+    """Create `out`, or check that it holds this same sweep, with no links in it or in its
+    chunks folder. Returns the old record, if any."""
+    make_folder(out)  # a file in the way, or a folder that takes none, is one clear error
+    refuse_links(out, "--out")
+    refuse_links(out / CHUNKS, "--out")
+    # What writes that were cut short left, removed before the folder is judged.
+    checkpoint.remove_temporary(out, SWEEP_FILES)
+    if (out / CHUNKS).is_dir():
+        checkpoint.remove_temporary(out / CHUNKS, (CHUNK_FILES,))
     record_path = out / SWEEP_JSON
     if record_path.exists():
         try:
@@ -117,4 +129,5 @@ def prepare_out(out: Path, spec: SweepSpec) -> dict[str, Any] | None:
 
 def write_record(out: Path, record: Mapping[str, Any]) -> None:
     """`out/sweep.json`, atomically."""
-    checkpoint.atomic_write_text(out / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
+    checkpoint.atomic_write_text(out / SWEEP_JSON, json.dumps(record, indent=2) + "\n",
+                                 "sweep_record")
