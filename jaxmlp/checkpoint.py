@@ -96,7 +96,6 @@ def remove_temporary(folder: Path, names: Iterable[str]) -> list[str]:
     return [p.name for p in left]
 
 
-
 def _named_leaves(tree: Any) -> dict[str, np.ndarray]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in flat}

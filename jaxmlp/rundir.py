@@ -312,11 +312,11 @@ class RunDir:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / METRICS, METRICS_KEYS, _finished_epoch_keys)
+    def metrics(self, warn: Callable[[str], None] = warn) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / METRICS, METRICS_KEYS, _finished_epoch_keys, warn)
 
-    def diagnostics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / DIAGNOSTICS, DIAGNOSTICS_KEYS)
+    def diagnostics(self, warn: Callable[[str], None] = warn) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / DIAGNOSTICS, DIAGNOSTICS_KEYS, warn=warn)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import shlex
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxmlp import stats
 from jaxmlp.config import Config, flag_name
+from jaxmlp.rundir import RunDirError
 
 # --- reading -----------------------------------------------------------------------------------
 
@@ -36,27 +37,16 @@ def read_json(path: Path, unreadable: list[str]) -> Any:
         return None
 
 
-def read_jsonl(path: Path, unreadable: list[str]) -> list[dict[str, Any]]:
-    """Every line of `path` that is a JSON object; the others are said in `unreadable`."""
+def read_rows(read: Callable[[Callable[[str], None]], list[dict[str, Any]]],
+              unreadable: list[str]) -> list[dict[str, Any]]:
+    """The rows a `RunDir` reader gives (`RunDir.metrics`, `.diagnostics`: the one reader of a
+    run folder's jsonl files), with what it warns about (a cut last line) said in `unreadable`;
+    a file it refuses (a malformed row) is said there too, and gives no rows."""
     try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
+        return read(unreadable.append)
+    except RunDirError as e:
+        unreadable.append(f"{e}; its rows are left out")
         return []
-    except (OSError, UnicodeDecodeError) as e:
-        unreadable.append(f"{path.name} could not be read ({e})")
-        return []
-    rows = []
-    for i, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            row = "bad"
-        if isinstance(row, dict):
-            rows.append(row)
-        elif row is not None:
-            unreadable.append(f"{path.name} line {i} is not a JSON object (cut off when the "
-                              "run stopped?); left out")
-    return rows
 
 
 # --- numbers -----------------------------------------------------------------------------------

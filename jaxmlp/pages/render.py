@@ -73,5 +73,5 @@ def write_page(folder: Path, template: str, context: Mapping[str, Any],
     """Render `template` with `context` into `folder`/`name` (a run's or sweep's report.html
     by default), atomically: a reader sees the old page or the new one. Returns its path."""
     path = Path(folder) / name
-    checkpoint.atomic_write_text(path, render(template, context))
+    checkpoint.atomic_write_text(path, render(template, context), "page")
     return path

@@ -26,14 +26,13 @@ from jaxmlp.report import Finding, diagnose, format_report
 from jaxmlp.rundir import (
     CHECKPOINT,
     CONFIG_JSON,
-    DIAGNOSTICS,
     DIVERGED,
     FINISHED,
     INTERRUPTED,
-    METRICS,
     OVERFIT,
     REPORT_HTML,
     SUMMARY,
+    RunDir,
     result_lines,
 )
 
@@ -102,8 +101,9 @@ def read_run(folder: Path) -> RunFiles:
     if record is None and overfit is None:
         raise ConfigError(f"{folder} holds no {CONFIG_JSON} or {OVERFIT}, so it is not a "
                           "jaxmlp run folder: give the folder a run wrote (--out)")
-    return RunFiles(folder, record, facts.read_jsonl(folder / METRICS, unreadable),
-                    facts.read_jsonl(folder / DIAGNOSTICS, unreadable),
+    run = RunDir(folder)
+    return RunFiles(folder, record, facts.read_rows(run.metrics, unreadable),
+                    facts.read_rows(run.diagnostics, unreadable),
                     facts.read_json(folder / SUMMARY, unreadable), overfit, tuple(unreadable),
                     tuple(sorted(p.name for p in folder.iterdir()
                                  if p.is_file() and p.name != REPORT_HTML)),

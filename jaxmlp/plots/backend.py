@@ -4,9 +4,10 @@ the one way a picture reaches its file."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from jaxmlp import checkpoint
 
 
 def pyplot() -> Any:
@@ -27,14 +28,10 @@ def figure(width: float, height: float) -> Any:
 
 
 def save(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Write `fig` as a PNG beside `path`, then rename it over: never a half-written picture
-    (an interrupted redraw leaves the previous one). The figure is closed either way."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    """Write `fig` as a PNG through `checkpoint.atomic_write`: never a half-written picture (an
+    interrupted redraw leaves the previous one), the user's umask's mode as every file of the
+    folder has. The figure is closed either way."""
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
+        checkpoint.atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=dpi))
     finally:
-        Path(tmp).unlink(missing_ok=True)
         pyplot().close(fig)

@@ -379,7 +379,7 @@ def finish(spec: SweepSpec, out: Path, plan: Plan, opts: Options, pending: Seque
                               datasets=opts.datasets, plots=False)
             if plots:
                 faults.reach("sweep_pictures", out / "pictures")
-                write_plots(out, spec, runs, results)
+                write_plots(out, spec, runs, results, opts.datasets)
     if writer:
         write_record(out, record)
     return SweepResult(spec, out, runs, results, summary, record, complete, session.trained)
