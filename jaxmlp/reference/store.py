@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from jaxmlp.reference import files
+import jaxmlp.reference.files as files  # the module, not the package: no cycle
 from jaxmlp.reference.case import Case, CaseSpec
 from jaxmlp.reference.readme import case_readme
 
