@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmlp import losses, pages, runner, stats
+from jaxmlp import losses, pages, report, runner, stats
 from jaxmlp.config import Config
 from jaxmlp.notes.answer import (
     Answer,
@@ -30,7 +30,7 @@ from jaxmlp.notes.gradients import first_step_norms
 from jaxmlp.notes.steps import write_json
 from jaxmlp.plots import run as plotting
 from jaxmlp.plots.backend import figure, save
-from jaxmlp.rundir import CONFIG_JSON, DIAGNOSTICS, METRICS, SUMMARY
+from jaxmlp.rundir import CONFIG_JSON, DIAGNOSTICS, METRICS
 
 
 def train(s: Setting, config: Config, folder: Path, plots: bool = False) -> None:
@@ -44,10 +44,20 @@ def train(s: Setting, config: Config, folder: Path, plots: bool = False) -> None
     pages.write_run_page(folder)
 
 
-def diagnosis(folder: Path) -> dict[str, str]:
-    """The report's findings of a run, code -> message."""
-    found = need(read_json(folder / SUMMARY), "diagnosis", folder / SUMMARY)
-    return {f["code"]: f["message"] for f in found}
+def diagnosis(folder: Path) -> tuple[dict[str, str], str]:
+    """The report on the run's own files (`report.diagnose` on diagnostics.jsonl and the
+    finished epochs of metrics.jsonl, as the run's end did): code -> message, and the report's
+    line with its numbers when nothing looks wrong."""
+    record = read_json(folder / CONFIG_JSON)
+    rows = read_jsonl(folder / DIAGNOSTICS)
+    history = [m for m in read_jsonl(folder / METRICS) if m.get("train_loss") is not None]
+    try:
+        classes = int(record["dataset"]["num_classes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise Unreadable(f"{folder / CONFIG_JSON}: no number of classes ({e})") from None
+    found = report.diagnose(run_config(folder), rows, history, classes)
+    healthy = "" if found else report.format_report([], rows).removeprefix("diagnosis: ")
+    return {f.code: f.message for f in found}, healthy
 
 
 def run_config(folder: Path) -> Config:
@@ -61,12 +71,15 @@ def run_config(folder: Path) -> Config:
 # --- all the outputs are zero ---------------------------------------------------------------------
 
 NOTES, TINY = "notes-setup", "tiny-init"
-TINY_INIT = {"init": "normal", "init_scale": 1e-4}
+# The guide's setup that gives all-zero outputs (when-training-goes-wrong.md): weights of std
+# 1e-4 and plain SGD, on the usual loss.
+TINY_INIT = {"init": "normal", "init_scale": 1e-4, "optimizer": "sgd", "learning_rate": 0.1,
+             "schedule": "constant"}
 
 
 def measure_all_zero(s: Setting, folder: Path) -> None:
     train(s, s.notes_setup(), folder / NOTES)
-    train(s, s.notes_setup(**TINY_INIT), folder / TINY, plots=True)
+    train(s, s.single(hidden=s.budget.notes_hidden, **TINY_INIT), folder / TINY, plots=True)
 
 
 def _zeros(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -79,7 +92,7 @@ def _zeros(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def _zero_words(first: dict[str, Any], last: dict[str, Any]) -> str:
     return (f"all-zero outputs (every |o_k| < 1e-4) on {first['zero_outputs']:.0%} of the "
             f"probe images at initialisation and {last['zero_outputs']:.0%} after epoch "
-            f"{last['epoch']}; all-zero predictions (after dividing by the total) on "
+            f"{last['epoch']}; all-zero predictions (after the output transform) on "
             f"{first['zero_predictions']:.0%} and {last['zero_predictions']:.0%}")
 
 
@@ -95,11 +108,13 @@ def answer_all_zero(root: Path, rel: str) -> Answer:
     else:
         said.append("This run did give all-zero outputs in the notes' setup, which is not the "
                     "usual outcome: its page says more.")
-    said.append(f"The same setup with weights of std 1e-4 (--init normal --init-scale 1e-4): "
-                f"{_zero_words(tiny_first, tiny_last)}.")
-    found = diagnosis(root / rel / TINY)
+    said.append(f"A setup that does give them, weights of std 1e-4 (--init normal --init-scale "
+                f"1e-4, plain SGD at lr 0.1, softmax): {_zero_words(tiny_first, tiny_last)}; "
+                f"accuracy {tiny_last['probe_accuracy']:.1%} on the probe images at the "
+                "end.")
+    found, _ = diagnosis(root / rel / TINY)
     if "zero_outputs" in found:
-        said.append(f"Its report: {found['zero_outputs']}")
+        said.append(f"Its report: {found['zero_outputs']}.")
     else:
         said.append("Its report does not name all-zero outputs (no 'zero_outputs' finding), "
                     "which is not the usual outcome for weights this small.")
@@ -191,9 +206,9 @@ def answer_vanishing(root: Path, rel: str) -> Answer:
     said.append(f"With {worst['name']}, every layer on the way down multiplied the gradient by "
                 f"about {g ** (1 / worst['depth']):.2g} ({g:.2g} over {worst['depth']} layers): "
                 "the gradient does reach layer 1, only smaller, as the notes saw.")
-    found = diagnosis(folder)
+    found, _ = diagnosis(folder)
     code = next((c for c in ("vanishing_gradients", "exploding_gradients") if c in found), None)
-    said.append(f"Training that network: its report says {found[code]}" if code else
+    said.append(f"Training that network: its report says {found[code]}." if code else
                 "Training that network, its report did not find vanishing gradients, which is "
                 "not the usual outcome: its page shows the norms.")
     return Answer(tuple(said),
@@ -236,16 +251,16 @@ def answer_plateau(root: Path, rel: str) -> Answer:
             f"step to {last['train_loss']:.4g} over epoch {last['epoch']}, while test accuracy "
             f"went {', '.join(stats.pct(m['test_accuracy'], 1) for m in metrics)} by epoch "
             "(10% is guessing)."]
-    found = diagnosis(folder)
+    found, _ = diagnosis(folder)
     if "uniform_plateau" in found:
         said.append(f"The loss settled at the uniform guess, {guess:.4g}: what a network that "
                     "ignores its input scores by predicting 1/10 for every class. The report: "
-                    + found["uniform_plateau"])
+                    + found["uniform_plateau"] + ".")
     else:
         said.append(f"This run's loss did not settle at the uniform guess ({guess:.4g}), which "
                     "is not the usual outcome in this setup: its page says what it did.")
     if "gradients_stopped" in found:
-        said.append(f"And the gradients stopped: {found['gradients_stopped']}")
+        said.append(f"And the gradients stopped: {found['gradients_stopped']}.")
     return Answer(tuple(said),
                   "A loss can be lowered without favouring the right class. With each output "
                   "divided by the total, one large first step (raw pixels, a step of the whole "

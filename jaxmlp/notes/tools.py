@@ -39,7 +39,8 @@ from jaxmlp.rundir import METRICS, OVERFIT, SUMMARY
 
 # --- checking your own backprop -------------------------------------------------------------------
 
-CASE, YOURS, CHECK_JSON, CHECK_TXT = "case", "yours-with-a-mistake.json", "check.json", "check.txt"
+CASE, YOURS = "case", "yours-with-a-mistake.json"
+CHECK_JSON, CHECK_TXT, CHECK_PNG = "check.json", "check.txt", "check.png"
 MISTAKE = "activation_derivative_missing"  # dL/dz taken equal to dL/da, in layer 1
 # The notes' loss, with a learning rate at which its one step lowers the case's loss (at the
 # case's usual 0.1 the step overshoots: each output over the total is steep where the sum of the
@@ -75,6 +76,24 @@ def measure_backprop(s: Setting, folder: Path) -> None:
     sizes = {k: int(np.asarray(v).size) for k, v in case.items()}
     (folder / CHECK_TXT).write_text(format_check(comparison, sizes, describe(case, spec), YOURS)
                                     + "\n")
+    draw_check(folder / CHECK_PNG, comparison)
+
+
+def draw_check(path: Path, comparison: reference.Comparison) -> None:
+    """Each quantity of the file with a mistake against the case's, in the order of the
+    computation: the largest difference over the check's tolerance (1: the limit; a match
+    below 1e-3 of it is drawn at 1e-3)."""
+    given = comparison.given
+    fig = figure(7.5, 3.4)
+    ax = fig.add_subplot()
+    worst = [max(r.worst / reference.RTOL, 1e-3) for r in given]
+    ax.bar(range(len(given)), worst, color=["#0072B2" if r.ok else "#D55E00" for r in given])
+    ax.axhline(1.0, color="grey", lw=1, ls=":")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(given)), [r.key for r in given], rotation=90, fontsize=6)
+    ax.set_ylabel("difference / tolerance")
+    ax.set_title("A file with one mistake, checked against the case (orange: differs)")
+    save(fig, path)
 
 
 def answer_backprop(root: Path, rel: str) -> Answer:
@@ -104,7 +123,11 @@ def answer_backprop(root: Path, rel: str) -> Answer:
                   "in the order your code computes them and names the first that differs, and "
                   "the classic mistake that gives exactly that number. Once yours matches, the "
                   "step you take is the one that lowers the loss.",
-                  (), (Link(f"{rel}/{CASE}/README.md", "the case: its README.md, with the "
+                  (picture(root, rel, CHECK_PNG, "Bars: for each quantity of the file with "
+                           "a mistake, in the order of the computation, its largest difference "
+                           "from the case over the check's tolerance; the quantities after the "
+                           "mistake differ", "What check compares, quantity by quantity."),),
+                  (Link(f"{rel}/{CASE}/README.md", "the case: its README.md, with the "
                             "formulas of this loss"),
                        Link(f"{rel}/{CHECK_TXT}", "what check says of the file with a mistake")))
 
@@ -129,9 +152,8 @@ def answer_toy(root: Path, rel: str) -> Answer:
             f"{metrics[0]['test_accuracy']:.1%} test accuracy after epoch 1 to "
             f"{metrics[-1]['test_accuracy']:.1%} after epoch {metrics[-1]['epoch']}, in "
             f"{float(need(summary, 'train_seconds', folder / SUMMARY)):.2f} s of training."]
-    found = diagnosis(folder)
-    said.append("Its report: " + ("; ".join(found.values()) if found else
-                                  "nothing looks wrong."))
+    found, healthy = diagnosis(folder)
+    said.append("Its report: " + ("; ".join(found.values()) if found else f"{healthy}."))
     return Answer(tuple(said),
                   "A problem in the plane can be looked at: every input is a point, the "
                   "network's answer is a colour over the plane, each first-layer unit is a line "
@@ -156,8 +178,8 @@ def overfit_folder(n: int) -> str:
 def measure_overfit(s: Setting, folder: Path) -> None:
     for n in s.budget.overfit_sizes:
         sub = folder / overfit_folder(n)
-        run_overfit(Config(dataset="mnist", data_dir=s.data_dir), n, sub,
-                    progress=s.progress, log=lambda _: None)
+        run_overfit(Config(dataset="mnist", data_dir=s.data_dir), n, sub, progress=s.progress,
+                    plots=n == max(s.budget.overfit_sizes), log=lambda _: None)
         pages.write_run_page(sub)
 
 
@@ -166,10 +188,11 @@ def answer_overfit(root: Path, rel: str) -> Answer:
                   key=lambda p: int(p.name.split("-")[0]))
     if not subs:
         raise Unreadable(f"{root / rel} holds no {OVERFIT}")
-    said, links, reached = [], [], True
+    said, links, reached, seconds = [], [], True, 0.0
     for sub in subs:
         o = read_json(sub / OVERFIT)
         n, steps = o.get("examples"), o.get("steps")
+        seconds += float(o.get("seconds", 0))
         if o.get("reached"):
             said.append(f"{n} MNIST images: 100% training accuracy after {steps} full-batch "
                         f"steps, {o.get('seconds', 0):.2f} s (compiling took "
@@ -180,10 +203,11 @@ def answer_overfit(root: Path, rel: str) -> Answer:
             said.append(f"{n} MNIST images: not memorised in {steps} steps "
                         f"({o.get('seconds', 0):.2f} s); best {best:.1%}.")
         links.append(page_link(root, f"{rel}/{sub.name}", f"--overfit {n}"))
-    said.append("Seconds, not minutes, on this machine: a network that cannot do this has a "
-                "bug or a setting that stops it learning." if reached else
-                "This run did not memorise every set, which is not the usual outcome for the "
-                "default network: the pages say where it stopped.")
+    said.append(f"{seconds:.2f} s of steps for all {len(subs)} sets together: seconds, not "
+                "minutes, on this machine. A network that cannot do this has a bug or a setting "
+                "that stops it learning." if reached else
+                f"This run did not memorise every set in {seconds:.2f} s of steps, which is not "
+                "the usual outcome for the default network: the pages say where it stopped.")
     return Answer(tuple(said),
                   "A network with far more parameters than examples can memorise a few images "
                   "in a few dozen full-batch steps: it needs no generalisation, only room. That "
@@ -258,7 +282,7 @@ def answer_speed(root: Path, rel: str) -> Answer:
     parts = _parts(speed, summary)[:4]
     known = [(k, v) for k, v in parts if v is not None]
     said.append("Where the run's time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in known)
-                + f" (compilation: {speed.get('cache_hits', 0)} programs loaded from the "
+                + f" (compilation: {speed.get('cache_hits', 0)} program(s) loaded from the "
                 f"compilation cache, {speed.get('cache_misses', 0)} compiled).")
     return Answer(tuple(said),
                   "An epoch is mostly matrix products, and the floor says how fast this machine "
