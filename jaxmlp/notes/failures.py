@@ -30,17 +30,25 @@ from jaxmlp.notes.gradients import first_step_norms
 from jaxmlp.notes.steps import write_json
 from jaxmlp.plots import run as plotting
 from jaxmlp.plots.backend import figure, save
-from jaxmlp.rundir import CONFIG_JSON, DIAGNOSTICS, METRICS
+from jaxmlp.rundir import CONFIG_JSON, DIAGNOSTICS, METRICS, RunDir
 
 
-def train(s: Setting, config: Config, folder: Path, plots: bool = False) -> None:
-    """One run with --diagnose (and --plots) and its page. A run that diverges has said so in
-    its folder (summary.json); its answer reads it from there."""
+def train(s: Setting, config: Config, folder: Path, pictures: bool = False) -> None:
+    """One run with --diagnose and its page; with `pictures`, its learning curves and gradient
+    norms drawn as --plots draws them (its other pictures, which no answer shows, are left
+    out). A run that diverges has said so in its folder (summary.json); its answer reads it
+    from there."""
     try:
-        runner.run(config, folder, progress=s.progress, diagnose=True, plots=plots,
-                   log=lambda _: None)
+        runner.run(config, folder, progress=s.progress, diagnose=True, log=lambda _: None)
     except runner.Diverged:
         pass
+    if pictures:
+        run = RunDir(folder)
+        history = [m for m in run.metrics() if m.get("train_loss") is not None]
+        found, _ = diagnosis(folder)
+        plotting.learning_curves(history, folder / plotting.LEARNING_CURVES)
+        verdict = report.gradient_verdict([report.Finding(c, m, "") for c, m in found.items()])
+        plotting.gradient_norms(run.diagnostics(), folder / plotting.GRADIENT_NORMS, verdict)
     pages.write_run_page(folder)
 
 
@@ -79,7 +87,7 @@ TINY_INIT = {"init": "normal", "init_scale": 1e-4, "optimizer": "sgd", "learning
 
 def measure_all_zero(s: Setting, folder: Path) -> None:
     train(s, s.notes_setup(), folder / NOTES)
-    train(s, s.single(hidden=s.budget.notes_hidden, **TINY_INIT), folder / TINY, plots=True)
+    train(s, s.single(hidden=s.budget.notes_hidden, **TINY_INIT), folder / TINY, pictures=True)
 
 
 def _zeros(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -109,9 +117,11 @@ def answer_all_zero(root: Path, rel: str) -> Answer:
         said.append("This run did give all-zero outputs in the notes' setup, which is not the "
                     "usual outcome: its page says more.")
     said.append(f"A setup that does give them, weights of std 1e-4 (--init normal --init-scale "
-                f"1e-4, plain SGD at lr 0.1, softmax): {_zero_words(tiny_first, tiny_last)}; "
-                f"accuracy {tiny_last['probe_accuracy']:.1%} on the probe images at the "
-                "end.")
+                f"1e-4, plain SGD at lr 0.1, softmax): {_zero_words(tiny_first, tiny_last)}. "
+                f"At the end its outputs varied across images by "
+                f"{tiny_last['output_variation']:.2g} of their spread (healthy: 0.3 to 1), "
+                "so every image got about the same answer, the output bias's, and accuracy "
+                f"was {tiny_last['probe_accuracy']:.1%} on the probe images.")
     found, _ = diagnosis(root / rel / TINY)
     if "zero_outputs" in found:
         said.append(f"Its report: {found['zero_outputs']}.")
@@ -147,14 +157,13 @@ def cell_name(activation: str, init: str, scale: float) -> str:
 def measure_vanishing(s: Setting, folder: Path) -> None:
     b = s.budget
     deepest = max(b.depths)
-    train(s, s.single(**WORST, hidden=(WIDTH,) * deepest), folder, plots=True)
+    train(s, s.single(**WORST, hidden=(WIDTH,) * deepest), folder, pictures=True)
     cells = []
     for activation, (init, scale) in itertools.product(ACTIVATIONS, INITS):
         for depth in b.depths:
             config = s.mnist(activation=activation, init=init, init_scale=scale,
                              hidden=(WIDTH,) * depth)
-            norms = [first_step_norms(config, seed, s.datasets).tolist()
-                     for seed in range(max(3, b.seeds))]
+            norms = first_step_norms(config, range(b.seeds), s.datasets).tolist()
             cells.append({"name": cell_name(activation, init, scale), "depth": depth,
                           "norms": norms, "ratios": [n[0] / n[-1] for n in norms]})
     write_json(folder / RATIOS_JSON, {"width": WIDTH, "batch_size": b.batch_size,
@@ -235,7 +244,7 @@ def answer_vanishing(root: Path, rel: str) -> Answer:
 
 
 def measure_plateau(s: Setting, folder: Path) -> None:
-    train(s, s.notes_setup(), folder, plots=True)
+    train(s, s.notes_setup(), folder, pictures=True)
 
 
 def answer_plateau(root: Path, rel: str) -> Answer:

@@ -7,7 +7,7 @@ toward the first layer."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -29,15 +29,20 @@ def _norms_fn(config: Config) -> Callable[[Params, Batch, Reductions], jax.Array
     return jax.jit(norms)
 
 
-def first_step_norms(config: Config, seed: int, datasets: sweep.DataCache) -> np.ndarray:
-    """(layers,) the gradient norm of each layer (weights and bias together) at the initial
-    parameters of a run of `config` with `seed`, on its first `batch_size` training examples."""
+def first_step_norms(config: Config, seeds: Sequence[int], datasets: sweep.DataCache
+                     ) -> np.ndarray:
+    """(seeds, layers): the gradient norm of each layer (weights and bias together) at the
+    initial parameters of a run of `config` with each seed, on its first `batch_size` training
+    examples."""
     dev, x_train = sweep.sweep_data(config, None, datasets)
     hyper = loop.hyper_from_config(config, x_train)
     classes = datasets.dataset(config)[0].num_classes
-    state, _, _ = loop.initial_state(jax.random.key(seed), config, dev, hyper, classes)
     n = config.batch_size
     batch = Batch(loop.scale_inputs(dev.x_train[:n], hyper), dev.y_train[:n])
     # The structure is the configuration without its traced settings: one program per shape.
     fn = _norms_fn(sweep.structural_key(config))
-    return np.asarray(jax.device_get(fn(state.params, batch, hyper.reductions)), float)
+    norms = []
+    for seed in seeds:
+        state, _, _ = loop.initial_state(jax.random.key(seed), config, dev, hyper, classes)
+        norms.append(fn(state.params, batch, hyper.reductions))
+    return np.asarray(jax.device_get(norms), float)

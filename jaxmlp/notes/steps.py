@@ -58,9 +58,9 @@ def measure_mean(s: Setting, folder: Path) -> None:
                            note=f"Plain SGD at one learning rate, {LR_MEAN:g}, on softmax + MSE: "
                                 "only the reductions differ (one compiled program).")
     s.sweep(spec, folder)
-    norms = {n: [float(np.linalg.norm(first_step_norms(dataclasses.replace(
-        base, class_reduction=c, example_reduction=e), seed, s.datasets)))
-        for seed in spec.seeds] for n, (c, e) in REDUCTIONS.items()}
+    norms = {n: np.linalg.norm(first_step_norms(dataclasses.replace(
+        base, class_reduction=c, example_reduction=e), spec.seeds, s.datasets), axis=1).tolist()
+        for n, (c, e) in REDUCTIONS.items()}
     write_json(folder / GRADIENTS_JSON, {"batch_size": b.batch_size, "classes": 10,
                                          "learning_rate": LR_MEAN, "norms": norms})
     pages.write_sweep_page(folder)

@@ -26,11 +26,12 @@ from jaxmlp.notes.answer import (
     read_jsonl,
 )
 from jaxmlp.notes.budget import NOTES_SETUP, Setting
-from jaxmlp.notes.failures import diagnosis, run_config, train
+from jaxmlp.notes.failures import diagnosis, run_config
 from jaxmlp.notes.steps import write_json
 from jaxmlp.overfit_run import run_overfit
 from jaxmlp.pages.facts import command_line
 from jaxmlp.plots import plane
+from jaxmlp.plots import run as plotting
 from jaxmlp.plots.backend import figure, save
 from jaxmlp.reference.case import write_flags
 from jaxmlp.reference.readme import describe
@@ -137,7 +138,9 @@ def answer_backprop(root: Path, rel: str) -> Answer:
 
 def measure_toy(s: Setting, folder: Path) -> None:
     epochs = {"default": {}, "quick": {"epochs": 20}, "smoke": {"epochs": 5}}[s.budget.mode]
-    train(s, Config(dataset="spirals", **epochs), folder, plots=True)
+    runner.run(Config(dataset="spirals", **epochs), folder, progress=s.progress, diagnose=True,
+               plots=True, log=lambda _: None)
+    pages.write_run_page(folder)
 
 
 def answer_toy(root: Path, rel: str) -> Answer:
@@ -179,7 +182,9 @@ def measure_overfit(s: Setting, folder: Path) -> None:
     for n in s.budget.overfit_sizes:
         sub = folder / overfit_folder(n)
         run_overfit(Config(dataset="mnist", data_dir=s.data_dir), n, sub, progress=s.progress,
-                    plots=n == max(s.budget.overfit_sizes), log=lambda _: None)
+                    log=lambda _: None)
+        if n == max(s.budget.overfit_sizes):  # the picture the answer shows, as --plots draws it
+            plotting.write_overfit_plots(sub, read_json(sub / OVERFIT))
         pages.write_run_page(sub)
 
 
@@ -203,7 +208,7 @@ def answer_overfit(root: Path, rel: str) -> Answer:
             said.append(f"{n} MNIST images: not memorised in {steps} steps "
                         f"({o.get('seconds', 0):.2f} s); best {best:.1%}.")
         links.append(page_link(root, f"{rel}/{sub.name}", f"--overfit {n}"))
-    said.append(f"{seconds:.2f} s of steps for all {len(subs)} sets together: seconds, not "
+    said.append(f"{seconds:.2f} s of steps for the {len(subs)} sets together: seconds, not "
                 "minutes, on this machine. A network that cannot do this has a bug or a setting "
                 "that stops it learning." if reached else
                 f"This run did not memorise every set in {seconds:.2f} s of steps, which is not "
@@ -213,7 +218,7 @@ def answer_overfit(root: Path, rel: str) -> Answer:
                   "in a few dozen full-batch steps: it needs no generalisation, only room. That "
                   "makes it the first test of a new network or a new loss: if it cannot "
                   "memorise 10 images, look for the bug before training on 60,000.",
-                  (picture(root, f"{rel}/{subs[-1].name}", "overfit_curves.png", "The loss and "
+                  (picture(root, f"{rel}/{subs[-1].name}", plotting.OVERFIT_CURVES, "The loss and "
                            "training accuracy at every full-batch step of the largest set",
                            "The largest set, step by step."),),
                   tuple(links))
