@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxmlp import stats
+from jaxmlp import checkpoint, stats
 from jaxmlp.pages import Picture
 from jaxmlp.rundir import REPORT_HTML
 from jaxmlp.sweep.tables import RUNS_CSV
@@ -53,7 +53,12 @@ class Answer:
     tables: tuple[Table, ...] = ()
 
 
-# --- reading --------------------------------------------------------------------------------------
+# --- writing and reading --------------------------------------------------------------------------
+
+
+def write_json(path: Path, value: Any) -> None:
+    """A measurement's own numbers beside its run's or sweep's files, atomically."""
+    checkpoint.atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:

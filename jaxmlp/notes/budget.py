@@ -45,8 +45,8 @@ class Budget:
 
 
 BUDGETS = {
-    "default": Budget("default", seeds=5, train_subset=10_000, test_subset=5_000, hidden=(64,),
-                      epochs=2, batch_size=64, run_subset=5_000, run_epochs=3,
+    "default": Budget("default", seeds=5, train_subset=20_000, test_subset=10_000,
+                      hidden=(64,), epochs=3, batch_size=64, run_subset=10_000, run_epochs=3,
                       notes_hidden=(512, 512), lrs=(0.001, 0.01, 0.1, 1.0, 10.0),
                       overfit_sizes=(10, 100, 1000), speed_subset=None, depths=(1, 3, 6)),
     "quick": Budget("quick", seeds=3, train_subset=2_000, test_subset=1_000, hidden=(32,),

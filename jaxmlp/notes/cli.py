@@ -10,7 +10,7 @@ from pathlib import Path
 from jaxmlp import cli, compilation, data, sweep
 from jaxmlp.config import Config, ConfigError
 from jaxmlp.notes.budget import BUDGETS, Setting
-from jaxmlp.notes.page import INDEX_HTML, write_notes_page
+from jaxmlp.notes.page import INDEX_HTML, NOTES_JSON, write_notes_page
 from jaxmlp.notes.questions import NAMES, QUESTIONS
 from jaxmlp.notes.run import open_folder, run_notes
 from jaxmlp.rundir import default_folder
@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     compilation.split_cpu_into_devices()  # device per core, so sweeps train runs side by side
     args = build_parser().parse_args(argv)
     questions = chosen(args.only)
-    if args.page_only and args.out is None:
-        cli.fail("--page-only rewrites the page of an existing notes folder: give it with --out")
+    if args.page_only and (args.out is None or not (Path(args.out) / NOTES_JSON).is_file()):
+        cli.fail("--page-only rewrites the page of an existing notes folder (one holding "
+                 f"{NOTES_JSON}): give it with --out")
     out = Path(args.out) if args.out else default_folder("notes")
     mode = "smoke" if args.smoke else "quick" if args.quick else "default"
     try:

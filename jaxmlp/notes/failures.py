@@ -24,10 +24,10 @@ from jaxmlp.notes.answer import (
     picture,
     read_json,
     read_jsonl,
+    write_json,
 )
 from jaxmlp.notes.budget import Setting
 from jaxmlp.notes.gradients import first_step_norms
-from jaxmlp.notes.steps import write_json
 from jaxmlp.plots import run as plotting
 from jaxmlp.plots.backend import figure, save
 from jaxmlp.rundir import CONFIG_JSON, DIAGNOSTICS, METRICS, RunDir
@@ -46,7 +46,8 @@ def train(s: Setting, config: Config, folder: Path, pictures: bool = False) -> N
         run = RunDir(folder)
         history = [m for m in run.metrics() if m.get("train_loss") is not None]
         found, _ = diagnosis(folder)
-        plotting.learning_curves(history, folder / plotting.LEARNING_CURVES)
+        if history:  # none when it diverged in its first epoch
+            plotting.learning_curves(history, folder / plotting.LEARNING_CURVES)
         verdict = report.gradient_verdict([report.Finding(c, m, "") for c, m in found.items()])
         plotting.gradient_norms(run.diagnostics(), folder / plotting.GRADIENT_NORMS, verdict)
     pages.write_run_page(folder)

@@ -138,7 +138,7 @@ def answer_scaling(root: Path, rel: str) -> Answer:
     said = _scaling_for(runs, "SGD") + _scaling_for(runs, "Adam")
     dead = [np.nanmean(column(runs[scale_name(o, i)], "dead_units_final"))
             for o in OPTIMIZERS for i in SCALES]
-    said.append(f"Dead hidden units at the end (off for 99% of 1,000 training images): SGD "
+    said.append(f"Dead hidden units at the end (off for 99% of the probe images): SGD "
                 f"{dead[0]:.0%} with 0..1, {dead[1]:.0%} with 0..255; Adam {dead[2]:.0%} and "
                 f"{dead[3]:.0%}.")
     return Answer(tuple(said),

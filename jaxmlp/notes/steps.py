@@ -6,13 +6,11 @@ sweep's files as JSON and drawn."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from jaxmlp import checkpoint, gradcheck, pages, sweep
+from jaxmlp import gradcheck, pages, sweep
 from jaxmlp.config import Config
 from jaxmlp.notes.answer import (
     Answer,
@@ -25,6 +23,7 @@ from jaxmlp.notes.answer import (
     picture,
     read_json,
     runs_by_variant,
+    write_json,
 )
 from jaxmlp.notes.budget import NOTES_SETUP, Setting
 from jaxmlp.notes.gradients import first_step_norms
@@ -32,10 +31,6 @@ from jaxmlp.notes.inputs import ACC, sweep_pictures
 from jaxmlp.plots.backend import figure, save
 
 GRADIENTS_JSON, STEPS_JSON, STEPS_PNG = "gradient_norms.json", "steps.json", "steps.png"
-
-
-def write_json(path: Path, value: Any) -> None:
-    checkpoint.atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 # --- the mean in MSE, and /num_classes ------------------------------------------------------------

@@ -24,10 +24,10 @@ from jaxmlp.notes.answer import (
     picture,
     read_json,
     read_jsonl,
+    write_json,
 )
 from jaxmlp.notes.budget import NOTES_SETUP, Setting
 from jaxmlp.notes.failures import diagnosis, run_config
-from jaxmlp.notes.steps import write_json
 from jaxmlp.overfit_run import run_overfit
 from jaxmlp.pages.facts import command_line
 from jaxmlp.plots import plane
@@ -283,7 +283,8 @@ def answer_speed(root: Path, rel: str) -> Answer:
             f"{speed.get('examples'):,} images took {epoch:.3g} s. Its matrix products are "
             f"{flops / 1e9:.3g} GFLOP, which at the {gflops:.3g} GFLOP/s this machine's matrix "
             f"product reached ({speed.get('matmul_n')}^3, float32) take {floor_s:.3g} s: the "
-            f"epoch ran at {floor_s / epoch:.0%} of that floor."]
+            f"epoch took {epoch / floor_s:.2g} times that floor (its products ran at "
+            f"{floor_s / epoch:.0%} of the machine's matrix-product speed)."]
     parts = _parts(speed, summary)[:4]
     known = [(k, v) for k, v in parts if v is not None]
     said.append("Where the run's time went: " + ", ".join(f"{k} {v:.2f} s" for k, v in known)
