@@ -148,6 +148,22 @@ def test_the_sentences_follow_the_numbers(folder: Path, tmp_path: Path) -> None:
     assert all(s.split(" ")[0] in page for e in after.values() for s in e.answer.sentences)
 
 
+def test_the_page_says_what_a_cold_cache_added() -> None:
+    """Between a session that compiled its programs and a later one of the same measurements
+    that loaded them, the page says the difference; one session alone says what it did."""
+    cold = {"mode": "quick", "answers": ["flatten", "step"], "started": "then",
+            "wall_seconds": 97.5, "cache_hits": 14, "cache_misses": 263}
+    warm = {**cold, "started": "now", "wall_seconds": 38.0, "cache_hits": 277,
+            "cache_misses": 0}
+    other = {**cold, "answers": ["flatten"], "cache_misses": 0}
+    said = notes.page.cache_words([cold, warm])
+    assert "compiled 0 programs and loaded 277" in said
+    assert "a cold cache added 60 s on this machine" in said
+    assert "cold cache added" not in notes.page.cache_words([cold, other])
+    assert "run it again" in notes.page.cache_words([cold])
+    assert notes.page.cache_words([]) == ""
+
+
 # --- one answer again, and failures ----------------------------------------------------------
 
 

@@ -86,7 +86,7 @@ def entry(out: Path, q: Question, done: dict[str, Any] | None) -> Entry:
     else:
         try:
             answer = q.answer(out, q.name)
-        except (Unreadable, KeyError, TypeError, ValueError, IndexError) as e:
+        except (Unreadable, KeyError, TypeError, ValueError, IndexError, ArithmeticError) as e:
             note = f"Its folder cannot be read back ({e}): measure it again."
     mode = (done or {}).get("mode", "")
     return Entry(q.name, q.title, q.quotes, q.measured, answer, note, mode,
@@ -96,18 +96,40 @@ def entry(out: Path, q: Question, done: dict[str, Any] | None) -> Entry:
                  guide_link(*q.guide, out), q.experiment)
 
 
+def cache_words(sessions: list[dict[str, Any]]) -> str:
+    """What the compilation cache did in the last session, and what a cold cache added, where
+    an earlier session of the same measurements compiled what the last one loaded."""
+    last = sessions[-1] if sessions else None
+    if not last or "cache_misses" not in last:
+        return ""
+    said = (f"The last session ({last.get('started', '')}) measured "
+            f"{', '.join(last.get('answers', []))} in {last['wall_seconds']:.1f} s; it compiled "
+            f"{last['cache_misses']} programs and loaded {last['cache_hits']} from the "
+            "compilation cache.")
+    cold = next((s for s in sessions[:-1] if s.get("cache_misses") and
+                 (s.get("mode"), s.get("answers")) == (last.get("mode"), last.get("answers"))),
+                None)
+    if cold is not None and last["cache_misses"] == 0:
+        return said + (f" The same measurements with a cold cache ({cold.get('started', '')}, "
+                       f"{cold['cache_misses']} programs compiled) took "
+                       f"{cold['wall_seconds']:.1f} s: a cold cache added "
+                       f"{cold['wall_seconds'] - last['wall_seconds']:.0f} s on this machine.")
+    return said + (" With a warm cache the same command loads those programs instead of "
+                   "compiling them: run it again to see what that saves here."
+                   if last["cache_misses"] else "")
+
+
 def notes_context(out: Path) -> dict[str, Any]:
     """Everything notes.html shows."""
     out = Path(out)
     record = read_record(out)
     entries = [entry(out, q, record["answers"].get(q.name)) for q in QUESTIONS]
     sessions = record["sessions"]
-    last = sessions[-1] if sessions else {}
     small = sorted({e.mode for e in entries if e.budget_note})
     return {
         "title": "The learning notes, answered on this machine",
         "folder": out, "entries": entries, "small": small,
-        "session": last, "experiments": guide_link("experiments.md", "", out),
+        "session": cache_words(sessions), "experiments": guide_link("experiments.md", "", out),
         "command": command_line(PROGRAM, ["--out", str(out)]),
         "rebuild": command_line(PROGRAM, ["--out", str(out), "--page-only"]),
     }

@@ -6,13 +6,10 @@ page is rebuilt from the folders after every answer."""
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import jax
 
 from jaxmlp import compilation
 from jaxmlp.config import ConfigError
@@ -20,32 +17,6 @@ from jaxmlp.notes.budget import Setting
 from jaxmlp.notes.page import NOTES_JSON, read_record, write_notes_page, write_record
 from jaxmlp.notes.questions import Question
 from jaxmlp.rundir import make_folder
-
-# JAX's event for one program made ready: compiled by XLA, or loaded from the persistent
-# compilation cache (which takes a fraction of the time).
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
-
-
-class CompileClock:
-    """While entered: how many programs were made ready and the seconds it took. With a cold
-    compilation cache that is compiling every one, what a first session adds."""
-
-    def __init__(self) -> None:
-        self.count, self.seconds = 0, 0.0
-        self._lock = threading.Lock()
-
-    def _listen(self, event: str, duration: float, **_: Any) -> None:
-        if event == BACKEND_COMPILE:
-            with self._lock:
-                self.count += 1
-                self.seconds += duration
-
-    def __enter__(self) -> CompileClock:
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 def open_folder(out: Path) -> dict[str, Any]:
@@ -90,16 +61,16 @@ def run_notes(out: Path, questions: Sequence[Question], setting: Setting,
     interruption leaves the answers already measured, their record and the page."""
     record = open_folder(out)
     started, cache = time.perf_counter(), compilation.cache_stats()
-    session = {"command": list(setting.command), "mode": setting.budget.mode, "answers": []}
+    session = {"command": list(setting.command), "mode": setting.budget.mode, "answers": [],
+               "started": time.strftime("%Y-%m-%d %H:%M")}
     record["sessions"].append(session)
-    with CompileClock() as clock:
-        _measure_all(out, questions, setting, record, echo, (started, cache, clock))
+    _measure_all(out, questions, setting, record, echo, (started, cache))
     return record
 
 
 def _measure_all(out: Path, questions: Sequence[Question], setting: Setting,
                  record: dict[str, Any], echo: Callable[[str], None],
-                 since: tuple[float, dict[str, int], CompileClock]) -> None:
+                 since: tuple[float, dict[str, int]]) -> None:
     session = record["sessions"][-1]
     try:
         for q in questions:
@@ -119,10 +90,12 @@ def _measure_all(out: Path, questions: Sequence[Question], setting: Setting,
         write_notes_page(out)
 
 
-def _close(session: dict[str, Any], since: tuple[float, dict[str, int], CompileClock]) -> None:
-    started, cache, clock = since
+def _close(session: dict[str, Any], since: tuple[float, dict[str, int]]) -> None:
+    """The session's wall time, and the programs it loaded from the compilation cache and
+    compiled (and stored there): what a cold cache adds shows between two sessions."""
+    started, cache = since
     now = compilation.cache_stats()
     session.update(wall_seconds=round(time.perf_counter() - started, 1),
                    cache_hits=now.get("hits", 0) - cache.get("hits", 0),
-                   compiled=clock.count, compile_seconds=round(clock.seconds, 1))
+                   cache_misses=now.get("misses", 0) - cache.get("misses", 0))
 

@@ -163,7 +163,7 @@ def answer_step(root: Path, rel: str) -> Answer:
     said = [f"One step on {steps.get('problem', 'the problem')} with the notes' loss "
             f"({steps.get('loss_name', '')}), from a loss of {loss:.4g} and a gradient of norm "
             f"{float(steps.get('grad_norm', float('nan'))):.4g}:",
-            *gradcheck.describe_steps(loss, rows)]
+            *(line[:1].upper() + line[1:] for line in gradcheck.describe_steps(loss, rows))]
     runs = runs_by_variant(folder)
     table = []
     for name, rs in runs.items():
