@@ -8,7 +8,6 @@ quote medians of interleaved repetitions, so a burst of load hits every contende
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import statistics
@@ -125,36 +124,19 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    """GFLOP/s of a jitted float32 n x n x n matrix product: the ceiling the epoch is held to.
+    """GFLOP/s of a jitted float32 n x n x n matrix product: the ceiling the epoch is held to
+    (`jaxmlp.floor`, its one home; imported here, so that only the benchmarks that measure it
+    import jax)."""
+    from jaxmlp import floor
 
-    Median of `reps`; a square product this size is the best case for XLA's CPU matmul, so it
-    is a fair "all the arithmetic this machine can do" figure for this process.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
-    mm(a, b).block_until_ready()
-    times = []
-    for _ in range(reps):
-        t, _ = timed(lambda: mm(a, b).block_until_ready())
-        times.append(t)
-    return 2 * n**3 / median(times) / 1e9
+    return floor.matmul_gflops(n, reps)
 
 
 def mlp_train_flops(sizes: Sequence[int], batch: int) -> int:
-    """Matrix-product FLOPs of one SGD step of an MLP (biases and elementwise work excluded).
+    """Matrix-product FLOPs of one SGD step of an MLP (`jaxmlp.floor`)."""
+    from jaxmlp import floor
 
-    Forward: 2*B*in*out per layer. Backward: the weight gradient h^T @ dz, the same again per
-    layer, and the input gradient dz @ W^T for every layer but the first (nobody needs the
-    gradient with respect to the pixels).
-    """
-    pairs = list(itertools.pairwise(sizes))
-    forward = sum(2 * batch * i * o for i, o in pairs)
-    input_grads = sum(2 * batch * i * o for i, o in pairs[1:])
-    return 2 * forward + input_grads
+    return floor.mlp_train_flops(sizes, batch)
 
 
 def machine() -> dict[str, Any]:

@@ -93,8 +93,9 @@ def test_the_readme_is_a_front_door() -> None:
     text = (REPO / "README.md").read_text()
     assert len(text.splitlines()) <= 250
     setup = text.split("## Set up", 1)[1].split("```", 2)[1]
-    order = [setup.index(c) for c in ("pip install", "python -m jaxmlp.train", "pytest")]
-    assert order == sorted(order), "set-up: install, train, test, in that order"
+    order = [setup.index(c) for c in ("pip install", "python -m jaxmlp.train",
+                                      "python -m jaxmlp.notes", "pytest")]
+    assert order == sorted(order), "set-up: install, train, the notes, test, in that order"
     for script in sorted(p.name for p in (REPO / "experiments").glob("[!_]*.py")):
         if script != "engine_check.py":  # a check of the engine, not a question
             assert f"experiments/{script}" in text, f"the README's experiments lack {script}"

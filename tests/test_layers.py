@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "jaxmlp"
 LAYERS = (
     ("foundation", ("jaxmlp", "jaxmlp.config", "jaxmlp.cli", "jaxmlp.checkpoint",
                     "jaxmlp.stats", "jaxmlp.numpy_mlp", "jaxmlp.versions", "jaxmlp.data",
-                    "jaxmlp.compilation", "jaxmlp.faults", "jaxmlp.stopping", "jaxmlp.sizes")),
+                    "jaxmlp.compilation", "jaxmlp.faults", "jaxmlp.stopping", "jaxmlp.sizes",
+                    "jaxmlp.floor")),
     ("maths", ("jaxmlp.model", "jaxmlp.fast", "jaxmlp.losses")),
     ("loop", ("jaxmlp.loop",)),
     ("measurements", ("jaxmlp.probes", "jaxmlp.overfit", "jaxmlp.gradcheck", "jaxmlp.reference")),
@@ -23,6 +24,7 @@ LAYERS = (
     ("sweeps", ("jaxmlp.sweep",)),
     ("one run", ("jaxmlp.programs", "jaxmlp.runner", "jaxmlp.overfit_run")),
     ("pages", ("jaxmlp.pages",)),
+    ("notes", ("jaxmlp.notes",)),
     ("commands", ("jaxmlp.train",)),
 )
 COMMANDS = len(LAYERS) - 1

@@ -17,7 +17,8 @@ the classic mistakes in any layer (`mistakes.MISTAKES`, and constant factors suc
 Modules: `case` (the numbers), `mistakes` (a NumPy forward and backward pass, right and with
 each classic mistake in any one layer), `factors` (the causes of a constant factor, and what
 tells two apart), `compare` (tolerances, the first difference, the learner's file checked),
-`files` (JSON and npz), `readme` (the case's README.md), `report` (what `check` prints), `cli`.
+`files` (JSON and npz), `readme` (the case's README.md), `store` (`write_case`, the one write
+path), `report` (what `check` prints), `cli`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from jaxmlp.reference.compare import (
     matches,
 )
 from jaxmlp.reference.mistakes import MISTAKES, Finding, backward
+from jaxmlp.reference.store import write_case
 
 __all__ = [
     "CASE_CONFIG",
@@ -64,4 +66,5 @@ __all__ = [
     "matches",
     "toy_inputs",
     "validate_spec",
+    "write_case",
 ]

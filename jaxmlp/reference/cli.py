@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +35,9 @@ from jaxmlp.reference.case import (
     validate_spec,
 )
 from jaxmlp.reference.compare import CaseFileError, as_arrays, compare
-from jaxmlp.reference.readme import case_readme, describe
+from jaxmlp.reference.readme import describe
 from jaxmlp.reference.report import format_check
+from jaxmlp.reference.store import write_case
 
 DEFAULTS = CaseSpec()
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -184,26 +183,6 @@ def _earlier_case(folder: Path) -> bool:
     return bool(entries)
 
 
-def _replace_case_files(folder: Path, blobs: dict[str, bytes]) -> None:
-    """Write every file beside its place first (flushed to disk), then move them in, with
-    settings.json out first and back in last: an earlier case stays whole until the new one is
-    on disk, and an interrupted move leaves no folder that `check` takes for a whole case."""
-    staged: dict[str, str] = {}
-    try:
-        for name, blob in blobs.items():
-            fd, staged[name] = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        (folder / files.SETTINGS).unlink(missing_ok=True)
-        for name in sorted(staged, key=lambda n: n == files.SETTINGS):
-            os.replace(staged.pop(name), folder / name)
-    finally:
-        for tmp in staged.values():
-            Path(tmp).unlink(missing_ok=True)
-
-
 def write(args: argparse.Namespace) -> int:
     try:
         spec = validate_spec(_spec(args))
@@ -216,12 +195,8 @@ def write(args: argparse.Namespace) -> int:
         cli.fail(str(e))
     folder = Path(args.dir)
     earlier = _earlier_case(folder)
-    blobs = {files.CASE_NPZ: files.case_npz(case), files.CASE_JSON: files.case_json(case).encode(),
-             files.README: case_readme(case, spec, what).encode(),
-             files.SETTINGS: files.settings_json(spec, what).encode()}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        _replace_case_files(folder, blobs)
+        write_case(folder, case, spec, what)
     except OSError as e:
         cli.fail(f"cannot write the case into {folder}: {e.strerror or e}")
     replaced = " (replacing the earlier case there)" if earlier else ""
