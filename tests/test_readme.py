@@ -59,7 +59,8 @@ OUTCOMES = {
         (0, "the network memorises the training examples"),
     " --overfit 100": (0, "100% training accuracy on 100 mnist examples"),
     " --output sum_normalize --error mse --class-reduction mean --input-scale raw --optimizer sgd "
-    "--learning-rate 1 --schedule constant --diagnose": (0, "the loss sits at 0.09"),
+    "--learning-rate 1 --schedule constant --diagnose":
+        (0, "0.09, what predicting 0.1 for every class scores"),
     " --overfit 100 --input-scale raw --optimizer sgd --learning-rate 0.01 --schedule constant":
         (1, "did NOT reach 100% training accuracy"),
 }
