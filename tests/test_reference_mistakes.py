@@ -12,6 +12,7 @@ mistake here moves some entry by far more than 1e-9 of its array's scale.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import _learner as ln
@@ -19,7 +20,14 @@ import numpy as np
 import pytest
 
 from jaxmlp.reference import MISTAKES, RTOL, CaseFileError, all_names, as_arrays, compare
-from jaxmlp.reference.case import MAX_HIDDEN_LAYERS
+from jaxmlp.reference.case import (
+    CASE_CONFIG,
+    KINK_MARGIN,
+    MAX_HIDDEN_LAYERS,
+    _hidden_z,
+    initial_params,
+    toy_inputs,
+)
 
 DIFFERS = 1e-9
 # Every depth `write` takes, up to its limit: 0 to MAX_HIDDEN_LAYERS hidden layers. Widths 4
@@ -209,3 +217,15 @@ def test_forward_quantities_and_odd_values_are_diagnosed() -> None:
         result = compare(case, yours, spec)
         assert result.first.key == next(iter(yours))
         assert [f.name for f in result.findings] == named, (yours.keys(), result.findings)
+
+
+@pytest.mark.parametrize("hidden", DEPTHS[1:], ids=[f"L{len(h) + 1}" for h in DEPTHS[1:]])
+def test_every_hidden_unit_of_a_case_switches(hidden: tuple[int, ...]) -> None:
+    """At every depth `write` takes, each hidden relu unit of the case is on for some examples
+    and off for others, away from the kink: so relu' matters in every unit, and a mistake in any
+    layer changes something the learner gives."""
+    x, _ = toy_inputs(5, 0)
+    params = initial_params(x, 3, dataclasses.replace(CASE_CONFIG, hidden=hidden))
+    for z in _hidden_z(params, x, "relu"):
+        assert np.all(np.abs(z) >= KINK_MARGIN)
+        assert np.all((z > 0).any(axis=0) & (z < 0).any(axis=0))

@@ -128,7 +128,8 @@ def test_parameters_that_end_non_finite_are_a_divergence(
     with pytest.raises(runner.Diverged, match="parameters after epoch 2 hold non-finite"):
         runner.run(small(mnist_sample_dir), out, progress=False, log=lambda s: None)
     summary = json.loads((out / rundir.SUMMARY).read_text())
-    assert "parameters after epoch 2 hold non-finite" in summary["diverged"]
+    assert summary["status"] == rundir.DIVERGED
+    assert "parameters after epoch 2 hold non-finite" in summary["message"]
     assert summary["epochs_done"] == 2
 
 

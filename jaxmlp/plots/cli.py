@@ -88,14 +88,15 @@ def diverged_without_checkpoint(folder: Path) -> bool:
 
 def redraw_run(folder: Path, data_dir: str | None = None) -> str:
     """Redraw a run folder's plots and rebuild its page; the line that says what was written.
-    A folder whose plots cannot be drawn (no data, no checkpoint) still gets its page."""
+    A folder whose plots cannot be drawn (no data, no checkpoint) still gets its page; a folder
+    refused as it is (links in it, a malformed row, no write access) gets nothing."""
     if diverged_without_checkpoint(folder):
         page = pages.write_run_page(folder)
         return (f"no plots redrawn: the run diverged in its first epoch, so there is no "
                 f"checkpoint to draw from; wrote {page}")
     try:
         written = plot_run_folder(folder, data_dir)
-    except (ConfigError, data.DataError, checkpoint.CheckpointError) as e:
+    except (data.DataError, checkpoint.CheckpointError) as e:
         if not ((folder / CONFIG_JSON).is_file() or (folder / OVERFIT).is_file()):
             raise
         page = pages.write_run_page(folder)

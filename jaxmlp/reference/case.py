@@ -72,8 +72,7 @@ PARAM_DECIMALS = 2
 # the kink the derivative is a convention (0 here, as in JAX), and a float32 implementation's z
 # (off by ~1e-7) could land on the other side. A worked case should hinge on neither.
 KINK_MARGIN = 1e-4
-# Draws tried for one where every hidden unit switches, then for any usable one.
-PREFERRED_DRAWS = 100
+# Draws tried for one whose units can all be made to switch (`_switching_biases`).
 MAX_DRAWS = 1000
 
 
@@ -181,7 +180,8 @@ def _draw_params(sizes: list[int], config: Config, draw: int) -> list[dict[str, 
     key_w, key_b = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), draw))
     with jax.enable_x64(True):
         params = init_mlp(key_w, sizes, config.init, config.init_scale, jnp.float64)
-        # Small random biases, not the usual zeros, so a wrong bias gradient cannot hide.
+        # Small random biases, not the usual zeros, so a wrong bias gradient cannot hide (relu's
+        # hidden ones are then set to make every unit switch: `_switching_biases`).
         biases = np.asarray(0.1 * jax.random.normal(key_b, (sum(sizes[1:]),), jnp.float64))
     ends = np.cumsum(sizes[1:])[:-1]
     return [{"w": np.round(np.asarray(p["w"]), PARAM_DECIMALS), "b": np.round(b, PARAM_DECIMALS)}
@@ -207,34 +207,49 @@ def _usable(zs: list[np.ndarray], activation: str) -> bool:
                for z in zs)
 
 
-def _every_unit_switches(zs: list[np.ndarray]) -> bool:
-    """Every hidden unit is on (z > 0) for some example and off for another, so relu's
-    derivative matters and no unit is dead for the whole batch."""
-    return all(np.all((z > 0).any(axis=0) & (z < 0).any(axis=0)) for z in zs)
+def _switching_biases(params: list[dict[str, np.ndarray]], x: np.ndarray
+                      ) -> list[dict[str, np.ndarray]] | None:
+    """`params` with each hidden relu unit's bias set so that the unit is on for some examples
+    and off for the others: every unit switches, so relu' matters everywhere and no unit is dead
+    for the batch, by construction (in deep, narrow networks a draw where every unit switches by
+    chance is rarer than 1 in 1,000). The kink goes into the widest gap between two of the
+    unit's pre-activations in the middle half of them, rounded like every parameter; None when
+    a gap is too narrow for the rounded bias to keep KINK_MARGIN from both sides."""
+    out, a = [], x
+    n = x.shape[0]
+    lo, hi = max(1, n // 4), max(1, min(n - 1, n - n // 4))
+    for layer in params[:-1]:
+        z = a @ layer["w"]
+        s = np.sort(z, axis=0)
+        gaps = s[lo:hi + 1] - s[lo - 1:hi]  # gap m: between sorted values m - 1 and m
+        m = lo + np.argmax(gaps, axis=0)
+        units = np.arange(z.shape[1])
+        below, above = s[m - 1, units], s[m, units]
+        b = np.round(-(below + above) / 2, PARAM_DECIMALS)
+        if np.any(below + b > -KINK_MARGIN) or np.any(above + b < KINK_MARGIN):
+            return None
+        out.append({"w": layer["w"], "b": b})
+        a = np.maximum(z + b, 0.0)
+    return [*out, params[-1]]
 
 
 def initial_params(x: np.ndarray, k: int, config: Config) -> list[dict[str, np.ndarray]]:
-    """The project's initialisation (`model.init_mlp`, scheme `config.init`), rounded: for relu,
-    the first draw for `config.seed` that is usable (`_usable`) and, on two or more examples,
-    preferably one where every hidden unit switches."""
+    """The project's initialisation of the weights (`model.init_mlp`, scheme `config.init`),
+    rounded: the first draw for `config.seed` that is usable (`_usable`); for relu on two or
+    more examples, with hidden biases that make every unit switch (`_switching_biases`)."""
     sizes = [x.shape[1], *config.hidden, k]
-    want_switching = config.activation == "relu" and x.shape[0] >= 2
-    fallback = None
+    switching = config.activation == "relu" and x.shape[0] >= 2
     for draw in range(MAX_DRAWS):
-        if fallback is not None and draw >= PREFERRED_DRAWS:
-            return fallback
         params = _draw_params(sizes, config, draw)
-        zs = _hidden_z(params, x, config.activation)
-        if not _usable(zs, config.activation):
-            continue
-        if not want_switching or _every_unit_switches(zs):
+        if switching:
+            params = _switching_biases(params, x)
+            if params is None:
+                continue
+        if _usable(_hidden_z(params, x, config.activation), config.activation):
             return params
-        fallback = fallback or params
-    if fallback is None:
-        raise ConfigError(f"none of {MAX_DRAWS} draws keeps every hidden relu layer both on and "
-                          f"off and away from the kink at 0; try another --seed, or fewer or "
-                          f"wider --hidden layers")
-    return fallback
+    raise ConfigError(f"none of {MAX_DRAWS} draws keeps every hidden relu layer both on and "
+                      f"off and away from the kink at 0; try another --seed, or fewer or "
+                      f"wider --hidden layers")
 
 
 def param_names(num_layers: int) -> list[str]:
