@@ -23,15 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator, NullLocator
 
 from jaxmlp.config import Config
 from jaxmlp.losses import num_outputs
 from jaxmlp.plots import layout
 from jaxmlp.plots.backend import figure, pyplot, save
 from jaxmlp.stats import bootstrap_ci
-
-plt = pyplot()  # a sweep always draws, so at import, with the Agg backend as every plot
 
 DPI = 120
 # The widest a sweep picture gets: more panels than fit wrap into further rows.
@@ -52,7 +49,7 @@ SMALL_MULTIPLES = 4
 def _colors(n: int) -> list:
     if n <= len(OKABE_ITO):
         return list(OKABE_ITO[:n])
-    cmap = plt.get_cmap("viridis")  # ordered and colour-blind safe, for long series
+    cmap = pyplot().get_cmap("viridis")  # ordered and colour-blind safe, for long series
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
@@ -79,7 +76,7 @@ def _curve_panel(ax_loss: Any, ax_acc: Any, names: Sequence[str], loss: Sequence
                 ends[ax].append((name, color, *end))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(pyplot().MaxNLocator(integer=True))
     return [(ax, layout.label_ends(ax, e)) for ax, e in ends.items()]
 
 
@@ -261,7 +258,7 @@ def metric_figure(x: Sequence[float], series: dict[str, Sequence[np.ndarray]], *
             ax.set_xlim(min(x) / 1.5, max(x) * 1.5)  # explicit: all-NaN series set no limits
             # Decades only: the minor ticks of a log axis were most of the drawing time of
             # small multiples (8 panels: 1.9 s with them, 0.8 s without).
-            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_minor_locator(pyplot().NullLocator())
         if logy and positive:  # a log axis needs something above 0 to show
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
