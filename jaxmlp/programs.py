@@ -179,12 +179,12 @@ def compile_chunks(config: Config, dev: DeviceData, state: Any, hyper: Hyper, da
 
     e = jax.ShapeDtypeStruct((), jnp.int32)
     key, rows = jax.eval_shape(order, data_key, e)
-    programs = {}
+    programs, results = {}, {}
     for n in sorted({size, steps % size} - {0}):
         chunk = jax.jit(_chunk(config, steps, n, stats), donate_argnums=0)
-        programs[n] = chunk.lower(state, dev, hyper, key, rows, e).compile()
-    parts = [jax.eval_shape(_chunk(config, steps, n, stats), state, dev, hyper, key, rows, e)[1:]
-             for _, n in chunk_plan(steps, size)]
+        lowered = chunk.lower(state, dev, hyper, key, rows, e)
+        programs[n], results[n] = lowered.compile(), lowered.out_info[1:]
+    parts = [results[n] for _, n in chunk_plan(steps, size)]
     return Chunks(size, steps, jax.jit(order).lower(data_key, e).compile(), programs[size],
                   programs.get(steps % size), jax.jit(combine).lower(parts).compile())
 

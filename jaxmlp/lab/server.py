@@ -244,7 +244,14 @@ def make_app(lab: Lab, token: str, hosts: frozenset[str], cookie: str,
               Route("/api/status", r.status), Route("/api/runs", r.submit, methods=["POST"]),
               Route("/api/runs/{number:int}/stop", r.stop, methods=["POST"]),
               Route("/runs/{number:int}/{name}", r.run_file), Route("/guide/{page}", r.guide)]
-    return Guard(Starlette(routes=routes), token, hosts, cookie)
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    return Guard(app, token, hosts, cookie)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """Any other address (a path smuggled into a route's part among them)."""
+    return refuse(404, f"the lab has no {request.method} {request.url.path}: runs are named by "
+                       "their number, a run's files by their plain names")
 
 
 def slug(heading: str) -> str:

@@ -58,9 +58,10 @@ class SettingsError(ConfigError):
 
 
 def meaning(name: str) -> str:
-    """A setting's one-line meaning: the first sentence of its `--help`."""
+    """A setting's one-line meaning: its `--help` up to the first full stop or semicolon (the
+    page shows the rest when pointed at)."""
     text = _FIELDS[name].metadata.get("help", "")
-    return re.split(r"(?<=[a-z)])\. ", text, maxsplit=1)[0]
+    return re.split(r"\.\s+(?=[A-Z])|;\s", text, maxsplit=1)[0]
 
 
 def form() -> dict[str, Any]:

@@ -176,11 +176,11 @@
     }
     svg.append(el("svg:text", { x: (L + W) / 2, y: H - 6, "text-anchor": "middle" },
                   `step (${Math.round(x1)} in all)`));
-    series.forEach((s, i) => {
+    series.forEach((s) => {
       const pts = s.points.filter((p) => Number.isFinite(p[1]));
       if (s.dots) {
         for (const p of pts) svg.append(el("svg:circle", { cx: px(p[0]), cy: py(p[1]), r: 3,
-                                                        class: `s${i % 2}` }));
+                                                        class: `s${s.colour}` }));
       } else if (pts.length) {
         svg.append(el("svg:polyline", { class: `s${s.colour}`,
           points: pts.map((p) => `${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join(" ") }));
@@ -196,7 +196,8 @@
     const loss = [{ points: curves(a), colour: 0 }];
     const accuracy = [{ points: a.live.map((p) => [p[0], p[1]]), colour: 0 },
                       { points: a.epochs.filter((r) => r.test_accuracy !== null)
-                          .map((r) => [r.epoch * a.steps, r.test_accuracy]), dots: true }];
+                          .map((r) => [r.epoch * a.steps, r.test_accuracy]), dots: true,
+                        colour: 0 }];
     if (b) {
       loss.push({ points: curves(b), colour: 1 });
       accuracy.push({ points: b.live.map((p) => [p[0], p[1]]), colour: 1 });
@@ -303,7 +304,7 @@
       }
       box.append(el("h3", {}, "What the diagnostics say"), list);
     } else if (j.healthy) {
-      box.append(el("p", { class: "quiet" }, `diagnostics: nothing looks wrong (${j.healthy})`));
+      box.append(el("p", { class: "quiet" }, `diagnostics: ${j.healthy}`));
     }
     $("log").textContent = (j.log || []).join("\n");
   }
