@@ -84,6 +84,7 @@ class Programs(NamedTuple):
     probe: Callable[..., Any] | None  # (params, dev, hyper) -> probes.ProbeStats; --diagnose
     seconds: float  # tracing, lowering and XLA, on the thread that compiled them
     chunks: Chunks | None = None  # compiled instead of `epoch` when asked (`epoch` is None)
+    # and an epoch has more than one chunk
 
 
 def device_shapes(config: Config, shape: data.Shape) -> DeviceData:
@@ -192,8 +193,8 @@ def compile_chunks(config: Config, dev: DeviceData, state: Any, hyper: Hyper, da
 def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose: bool,
                      chunked: bool = False) -> Programs:
     """Every program of a run on data of `dev`'s shapes (`device_shapes`, `shapes_of`); the
-    epoch as `Chunks` when `chunked`. The state is donated to the epoch (or chunk): XLA may
-    update the parameters in place."""
+    epoch as `Chunks` when `chunked` and it has more than one. The state is donated to the epoch
+    (or chunk): XLA may update the parameters in place."""
     t0 = time.perf_counter()
     hyper = Hyper(*[jax.ShapeDtypeStruct((), jnp.float32)] * len(Hyper._fields))
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
@@ -208,6 +209,8 @@ def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose
     if diagnose:
         probe = jax.jit(probes.make_probe(config, num_classes)).lower(
             state.params, dev, hyper).compile()
+    # An epoch of one chunk is the epoch program itself.
+    chunked = chunked and chunk_steps(config, num_train) < steps_per_epoch(config, num_train)
     chunks = compile_chunks(config, dev, state, hyper, data_key, diagnose) if chunked else None
     return Programs(
         dev, num_classes, init.lower(seed, hyper).compile(),

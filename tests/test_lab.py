@@ -19,8 +19,10 @@ network, so the file stays within about a minute of CPU.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -29,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import PIL.Image
 import pytest
 from _browser import Browser, find_chromium
 from _lab import WAIT_S, Events, LabProcess, jobs, request, start_lab, wait_for
@@ -81,6 +84,8 @@ def stop(lab: LabProcess, number: int) -> dict[str, Any]:
 
 class Recorder:
     """A `stream.Listener` that keeps the frames and stops after `stop_after` of them."""
+
+    stopped_by = "from the lab's page"
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.stop, self.frames, self.stop_after = threading.Event(), [], stop_after
@@ -214,6 +219,7 @@ def test_the_page_trains_shows_and_stops(lab: LabProcess, browser: Browser) -> N
     summary = read(folder, SUMMARY)
     assert summary["status"] == "interrupted" and summary["epochs_done"] >= 1
     assert "stopped from the lab's page" in browser.evaluate("document.body.innerText")
+    assert "stopped as the lab stopped" not in summary["message"]
     status = browser.evaluate("fetch(document.querySelector('#runs a').href).then(r => r.status)")
     assert status == 200
 
@@ -231,7 +237,8 @@ def test_the_page_trains_shows_and_stops(lab: LabProcess, browser: Browser) -> N
                        "both curves")
     browser.wait_until("!!document.querySelector('#findings li, #findings p')", "the diagnosis")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    (SCREENSHOTS / "lab.png").write_bytes(browser.screenshot())
+    with PIL.Image.open(io.BytesIO(browser.screenshot())) as shot:  # 256 colours: a small file
+        shot.convert("RGB").quantize(256).save(SCREENSHOTS / "lab.png", optimize=True)
     assert browser.errors() == []
 
 
@@ -386,9 +393,35 @@ def test_ctrl_c_stops_the_lab_cleanly(tmp_path: Path) -> None:
         if server.process.poll() is None:
             server.process.kill()
     folder = Path(view["folder"])
-    assert read(folder, SUMMARY)["status"] == "interrupted"
+    summary = read(folder, SUMMARY)
+    assert summary["status"] == "interrupted"
+    # Ctrl-C itself ends the epoch in progress (as in any run), or the lab, stopping, ends the
+    # run before its next chunk: whichever comes first says so.
+    assert re.match(r"(interrupted \(Ctrl-C\)|stopped as the lab stopped); the finished "
+                    "epochs are checkpointed", summary["message"]), summary["message"]
     assert (folder / REPORT_HTML).is_file()
     assert os.listdir(server.runs) == [folder.name]  # the queued run never made a folder
     assert server.lines[-1].startswith("jaxmlp lab stopped"), server.lines
     assert not any("Traceback" in line for line in server.lines), server.lines
     shutil.rmtree(server.runs)
+
+
+def test_a_run_that_diverges_says_why_with_its_guide_section(lab: LabProcess) -> None:
+    """The report's finding on a diverged run reaches the pages with its guide link, and the
+    guide page the lab serves has the section the link names; a finished run's pictures are
+    served from its folder."""
+    number = submit(lab, {"dataset": "moons", "optimizer": "sgd", "learning_rate": "1e30",
+                          "schedule": "constant", "epochs": "3"})
+    view = wait_for(lab, number, lambda j: j["status"] == "diverged", "its divergence")
+    assert view["message"].startswith("the loss became non-finite")
+    job = next(j for j in jobs(lab) if j["number"] == number)
+    codes = {f["code"]: f["guide"] for f in job["findings"]}
+    assert "nonfinite" in codes, job["findings"]
+    page, anchor = codes["nonfinite"].split("#")
+    status, html = request(lab, "GET", "/" + page)
+    assert status == 200 and f'id="{anchor}"'.encode() in html
+    status, report = request(lab, "GET", f"/runs/{number}/{REPORT_HTML}")
+    assert status == 200 and b"non-finite" in report
+    finished = next(j for j in jobs(lab) if j["status"] == "finished")
+    status, png = request(lab, "GET", f"/runs/{finished['number']}/learning_curves.png")
+    assert status == 200 and png.startswith(b"\x89PNG")

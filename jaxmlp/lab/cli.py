@@ -110,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # the signal uvicorn caught, raised again once it has stopped
         pass
+    try:
+        lab.close()  # the run in progress stops before its next chunk, with its page
+    except KeyboardInterrupt:
+        cli.fail(f"stopped at once; the runs in {runs}/ keep the epochs they had saved "
+                 "(python -m jaxmlp.train --resume DIR continues one)", code=130)
     finally:
-        lab.close()
         sock.close()
     print(f"jaxmlp lab stopped; its runs are in {runs}/", flush=True)
     return 0

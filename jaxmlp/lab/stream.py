@@ -11,7 +11,6 @@ treats it as any run's epoch.
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -30,11 +29,15 @@ POINTS = 400  # training points drawn on the plane
 
 
 class PageStop(KeyboardInterrupt):
-    """A stop asked for on the page: a KeyboardInterrupt, so the run keeps its finished epochs
-    and says how to continue, as after Ctrl-C; `stopping.describe` words it from these two."""
+    """A stop asked for on the page (or by the lab stopping): a KeyboardInterrupt, so the run
+    keeps its finished epochs and says how to continue, as after Ctrl-C; `stopping.describe`
+    words it from `signum` (none: "stopped") and `by`."""
 
     signum = 0
-    by = "from the lab's page"
+
+    def __init__(self, by: str = "from the lab's page") -> None:
+        super().__init__(by)
+        self.by = by
 
 
 class Frame(NamedTuple):
@@ -46,13 +49,14 @@ class Frame(NamedTuple):
     step_loss: list[float | None]
     test_loss: float | None  # on the live test examples
     test_accuracy: float | None
-    plane: str | None  # the predicted class of each grid cell, row by row, as base64 bytes
+    plane: np.ndarray | None  # the predicted class of each grid cell, row by row
 
 
 class Listener(Protocol):
     """What a live run tells (the lab's job) and asks (whether to stop)."""
 
     stop: threading.Event
+    stopped_by: str  # how a stop is said: "from the lab's page"
 
     def started(self, p: Prepared, plane: dict[str, Any] | None) -> None: ...
 
@@ -96,33 +100,42 @@ def make_view(p: Prepared, grid: np.ndarray | None) -> Callable[..., Any]:
 def frame(epoch: int, first: int, steps: int, loss: Any, view: Any) -> Frame:
     """A chunk's frame from its device values (this waits for them)."""
     loss, (test_loss, test_accuracy, classes) = jax.device_get((loss, view))
-    plane = None
-    if classes is not None:
-        plane = base64.b64encode(np.clip(classes, 0, 255).astype(np.uint8).tobytes()).decode()
     finite = lambda v: float(v) if np.isfinite(v) else None
     return Frame(epoch, first, steps, step_losses(SimpleNamespace(step_loss=loss)),
-                 finite(test_loss), finite(test_accuracy), plane)
+                 finite(test_loss), finite(test_accuracy), classes)
 
 
 def live_epochs(listener: Listener) -> Callable[[Prepared], Callable[..., Any]]:
     """`runner.run`'s `epochs`: for a prepared run, its epoch as chunks, each chunk's frame
-    told to `listener` while the next runs; `listener.stop` set stops before the next chunk
-    (the epoch in progress is not kept: `--resume` continues from the last finished one)."""
+    told to `listener` while the next runs (an epoch of one chunk: the epoch program, and its
+    frame); `listener.stop` set stops before the next chunk (the epoch in progress is not kept:
+    `--resume` continues from the last finished one)."""
 
     def epochs(p: Prepared) -> Callable[..., Any]:
         chunks, diagnose = p.programs.chunks, p.programs.probe is not None
-        assert chunks is not None, "the run was prepared without chunks"
         plane = plane_of(p)
         view = make_view(p, None if plane is None else plane[1])
         listener.started(p, None if plane is None else plane[0])
 
+        def whole(state: Any, dev: Any, hyper: Any, data_key: jax.Array, e: np.int32) -> Any:
+            """An epoch of one chunk: the epoch program, then its frame."""
+            if listener.stop.is_set():
+                raise PageStop(listener.stopped_by)
+            state, *result = p.programs.epoch(state, dev, hyper, data_key, e)
+            shown = view(state.params)
+            listener.epoch_begins(p)
+            steps = result[0].step_loss.shape[0]
+            listener.frame(frame(int(e) + 1, 0, steps, result[0].step_loss, shown))
+            return (state, *result)
+
         def epoch(state: Any, dev: Any, hyper: Any, data_key: jax.Array, e: np.int32) -> Any:
+            assert chunks is not None
             key, order = chunks.order(data_key, e)
             parts: list[Any] = []
             shown: tuple[Any, ...] | None = None
             for first, n in chunks.plan():
                 if listener.stop.is_set():
-                    raise PageStop()
+                    raise PageStop(listener.stopped_by)
                 state, bad, out = chunks.program(n)(state, dev, hyper, key, order,
                                                     np.int32(first))
                 parts.append((bad, out))
@@ -136,6 +149,6 @@ def live_epochs(listener: Listener) -> Callable[[Prepared], Callable[..., Any]]:
             listener.frame(frame(*shown))
             return (state, *result) if diagnose else (state, result)
 
-        return epoch
+        return whole if chunks is None else epoch
 
     return epochs

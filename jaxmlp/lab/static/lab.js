@@ -104,13 +104,12 @@
     },
     job(data) { Object.assign(job(data.number), data); },
     frame(data) {
+      // The steps since the last frame: their losses from step `start` on, the live accuracy
+      // after each chunk among them, and the plane after the last.
       const j = job(data.number);
-      const base = (data.epoch - 1) * data.steps + data.first;
-      data.step_loss.forEach((v, k) => j.loss.push([base + k + 1, v === null ? NaN : v]));
+      data.step_loss.forEach((v, k) => j.loss.push([data.start + k + 1, v === null ? NaN : v]));
       if (j.loss.length > 20000) j.loss = thin(j.loss, 10000);
-      if (data.test_accuracy !== null) {
-        j.live.push([base + data.step_loss.length, data.test_accuracy, data.test_loss]);
-      }
+      j.live.push(...data.live);
       if (data.plane) {
         j.picture = data.plane;
         if (data.number === state.selected) state.pictures.push(data.plane);
@@ -313,16 +312,19 @@
     const box = $("compare");
     box.replaceChildren();
     if (!a || !b || !a.used || !b.used) return;
-    const table = el("table", { class: "diff" },
-                     el("caption", {}, `Run ${a.number} (blue) against run ${b.number} (orange)`),
-                     el("tr", {}, el("th", {}, "setting"), el("th", {}, `run ${a.number}`),
-                        el("th", {}, `run ${b.number}`)));
-    for (const name of Object.keys(a.used)) {
-      const va = JSON.stringify(a.used[name]), vb = JSON.stringify(b.used[name]);
-      table.append(el("tr", { class: va === vb ? "" : "differs" }, el("td", {}, name),
-                      el("td", {}, va), el("td", {}, vb)));
-    }
-    box.append(table);
+    const row = (name, cls) => el("tr", { class: cls }, el("td", {}, name),
+                                  el("td", {}, JSON.stringify(a.used[name])),
+                                  el("td", {}, JSON.stringify(b.used[name])));
+    const head = () => el("tr", {}, el("th", {}, "setting"), el("th", {}, `run ${a.number}`),
+                          el("th", {}, `run ${b.number}`));
+    const names = Object.keys(a.used);
+    const same = (n) => JSON.stringify(a.used[n]) === JSON.stringify(b.used[n]);
+    const differ = el("table", { class: "diff" }, el("caption", {},
+      `Run ${a.number} (blue) against run ${b.number} (orange): the settings that differ`), head());
+    for (const n of names.filter((n) => !same(n))) differ.append(row(n, "differs"));
+    const shared = el("table", { class: "diff" }, head());
+    for (const n of names.filter(same)) shared.append(row(n, ""));
+    box.append(differ, el("details", {}, el("summary", {}, "the settings they share"), shared));
   }
 
   function draw() {
