@@ -425,3 +425,38 @@ def test_a_run_that_diverges_says_why_with_its_guide_section(lab: LabProcess) ->
     finished = next(j for j in jobs(lab) if j["status"] == "finished")
     status, png = request(lab, "GET", f"/runs/{finished['number']}/learning_curves.png")
     assert status == 200 and png.startswith(b"\x89PNG")
+
+
+def test_the_token_may_come_as_the_pages_cookie(lab: LabProcess) -> None:
+    """The cookie the page sets carries the token for the addresses a run's page names
+    without it (its pictures); a malformed Cookie header is refused like a missing token."""
+    cookie = f"jaxmlp-lab-{lab.port}={lab.token}"
+    status, _ = request(lab, "GET", "/api/form", token=False, headers={"Cookie": cookie})
+    assert status == 200
+    for bad in (f"jaxmlp-lab-{lab.port}=wrong", 'x="unclosed; ;;=', ""):
+        status, reply = request(lab, "GET", "/api/form", token=False, headers={"Cookie": bad})
+        assert status == 403 and "token" in reply["error"], bad
+
+
+def test_a_stream_behind_the_hub_gets_a_snapshot_and_waiters_wake() -> None:
+    """The hub keeps its last events; one asked for events it no longer keeps says so (the
+    stream then sends a snapshot); a waiting stream wakes on an event from another thread, and
+    leaves nothing behind."""
+    import asyncio
+
+    from jaxmlp.lab.hub import Hub
+
+    hub = Hub(keep=3)
+    for k in range(5):
+        hub.publish("frame", {"k": k})
+    assert hub.since(5) == [] and len(hub.since(2)) == 3 and hub.since(1) is None
+    assert b'"k":4' in hub.since(4)[0]
+
+    async def wait() -> int:
+        threading.Timer(0.01, hub.publish, ("frame", {"k": 5})).start()
+        await hub.wait(5, timeout=WAIT_S)
+        return hub.number
+
+    assert asyncio.run(wait()) == 6 and hub.waiting == 0
+    hub.close()
+    assert asyncio.run(asyncio.wait_for(hub.wait(6), WAIT_S)) is None and hub.waiting == 0

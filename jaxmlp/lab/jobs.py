@@ -38,6 +38,7 @@ QUEUED, PREPARING, RUNNING = "queued", "preparing", "running"
 FAILED, CANCELLED = "failed", "cancelled"  # before its folder held a run; or never started
 ENDED = (FINISHED, DIVERGED, INTERRUPTED, FAILED, CANCELLED)
 LOG_LINES = 40  # a job's last log lines kept for the pages
+QUEUE_MAX = 20  # runs waiting at once: more is a page gone wrong, not a person
 
 
 @dataclasses.dataclass
@@ -101,6 +102,10 @@ class Lab:
         with self.lock:
             if self._closing:
                 raise settings.SettingsError("the lab is stopping: no new runs")
+            waiting = sum(j.status == QUEUED for j in self._jobs.values())
+            if waiting >= QUEUE_MAX:
+                raise settings.SettingsError(f"{waiting} runs are waiting already: stop some, "
+                                             "or let them train, before asking for more")
             job = Job(max(self._jobs, default=0) + 1, config, given)
             self._jobs[job.number] = job
             self._publish_job(job)

@@ -89,7 +89,11 @@ class Guard:
                          f"{', '.join(others)}): runs are named by their number")
         given = query.get("token", [""])[-1]
         if not given:
-            jar = http.cookies.SimpleCookie(headers.get("cookie", ""))
+            jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+            try:
+                jar.load(headers.get("cookie", ""))
+            except http.cookies.CookieError:  # a malformed Cookie header carries no token
+                pass
             given = jar[self.cookie].value if self.cookie in jar else ""
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return 403, ("this address needs the lab's token: open the address that "
