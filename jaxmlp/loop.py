@@ -7,8 +7,9 @@ Read top to bottom:
    traced value (a sweep can vmap over it) instead of a constant baked into the program.
 3. `make_step` / `make_epoch`: one update differentiates `losses.loss_fn`, the objective
    `python -m jaxmlp.gradcheck` checks, with `jaxmlp.fast.dense` for each layer's product; one
-   epoch is a `lax.scan` of steps over minibatches drawn on the device (`epoch_order`, the one
-   shuffle), with no host synchronisation inside. `make_step(config, tx, stats)` also returns
+   epoch is a `lax.scan` of steps (`make_steps`, which a chunk of an epoch runs too) over
+   minibatches drawn on the device (`epoch_order`, the one shuffle), with no host
+   synchronisation inside. `make_step(config, tx, stats)` also returns
    per-step statistics (`jaxmlp.probes` has the ones `--diagnose` records), so diagnostics reuse
    this loop. Dropout (training only) draws step i's masks from fold_in(epoch key, i).
 4. `make_train(config) -> train(key, data, hyper)`: a whole run (init, epochs, evaluation) as one
@@ -117,6 +118,7 @@ class RunMetrics(NamedTuple):
 
 
 StatsFn = Callable[[StepValues], Any]
+StepFn = Callable[..., tuple[TrainState, StepMetrics]]  # `make_step`'s
 ProbeFn = Callable[[Params, DeviceData, Hyper], Any]
 
 
@@ -249,9 +251,8 @@ def loss_and_grad(params: Params, batch: Batch, config: Config, reductions: Redu
     return grad_fn(params, batch, config, drop, reductions=reductions, dense=fast.dense)
 
 
-def make_step(
-    config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None
-) -> Callable[..., tuple[TrainState, StepMetrics]]:
+def make_step(config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None
+              ) -> StepFn:
     """`step(state, batch, hyper, i=0, key=None) -> (state, StepMetrics)`: one update.
 
     The gradient is `loss_and_grad`'s, with the run's reductions (`hyper`). With `stats`, the
@@ -311,33 +312,21 @@ def epoch_order(key: jax.Array, n: int, batch_size: int) -> jax.Array:
     return order[: num_steps * batch_size].reshape(num_steps, batch_size)
 
 
-def make_epoch(
-    config: Config,
-    tx: optax.GradientTransformation,
-    step: Callable[..., tuple[TrainState, StepMetrics]] | None = None,
-) -> Callable[[TrainState, DeviceData, Hyper, jax.Array], tuple[TrainState, EpochMetrics]]:
-    """`epoch(state, data, hyper, key)`: shuffle on the device, then scan `step` (default:
-    `make_step(config, tx)`) over the batches.
-
-    The whole epoch is one XLA program: batches are gathered from the resident data by index,
-    nothing returns to Python until the epoch ends. The last partial batch is dropped so every
-    step has the same shape (one compilation).
-    """
+def make_steps(config: Config, tx: optax.GradientTransformation, step: StepFn | None = None
+               ) -> Callable[..., tuple[TrainState, jax.Array, StepMetrics]]:
+    """`steps(state, data, hyper, key, order, first=0) -> (state, first bad step, StepMetrics)`:
+    scan `step` (default: `make_step(config, tx)`) over the batches of the rows of `order`, the
+    first being step `first` of the epoch of `key` (a step's dropout key and statistics go by
+    its place in the epoch): a whole epoch and a chunk of one (`programs.Chunks`) share it."""
     step = make_step(config, tx) if step is None else step
-    batch_size = config.batch_size
     dropout = any(dropout_layers(config))
 
-    def epoch(
-        state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
-    ) -> tuple[TrainState, EpochMetrics]:
-        order = epoch_order(key, dev.x_train.shape[0], batch_size)
-        num_steps = order.shape[0]
-
-        def body(
-            carry: tuple[TrainState, jax.Array], xs: tuple[jax.Array, jax.Array]
-        ) -> tuple[tuple[TrainState, jax.Array], StepMetrics]:
-            state, first_bad = carry
-            i, idx = xs
+    def steps(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array,
+              order: jax.Array, first: jax.Array | int = 0
+              ) -> tuple[TrainState, jax.Array, StepMetrics]:
+        def body(carry: tuple[TrainState, jax.Array], xs: tuple[jax.Array, jax.Array]
+                 ) -> tuple[tuple[TrainState, jax.Array], StepMetrics]:
+            (state, first_bad), (i, idx) = carry, xs
             batch = Batch(scale_inputs(dev.x_train[idx], hyper), dev.y_train[idx])
             # Step i's dropout masks: a key of its own; the epoch key's own use unchanged.
             step_key = jax.random.fold_in(key, i) if dropout else None
@@ -346,10 +335,32 @@ def make_epoch(
             return (state, first_bad), out
 
         init = (state, jnp.asarray(-1, jnp.int32))
-        steps = jnp.arange(num_steps, dtype=jnp.int32)
-        (state, first_bad), out = jax.lax.scan(body, init, (steps, order))
-        return state, EpochMetrics(jnp.mean(out.loss), jnp.mean(out.accuracy), out.loss,
-                                   first_bad, out.stats)
+        index = first + jnp.arange(order.shape[0], dtype=jnp.int32)
+        (state, first_bad), out = jax.lax.scan(body, init, (index, order))
+        return state, first_bad, out
+
+    return steps
+
+
+def epoch_metrics(out: StepMetrics, first_bad: jax.Array) -> EpochMetrics:
+    """An epoch's metrics from its steps' (stacked, in order)."""
+    return EpochMetrics(out.loss.mean(), out.accuracy.mean(), out.loss, first_bad, out.stats)
+
+
+def make_epoch(config: Config, tx: optax.GradientTransformation, step: StepFn | None = None
+               ) -> Callable[[TrainState, DeviceData, Hyper, jax.Array],
+                             tuple[TrainState, EpochMetrics]]:
+    """`epoch(state, data, hyper, key)`: shuffle on the device, then `make_steps` over all its
+    batches. One XLA program: batches are gathered from the resident data by index, nothing
+    returns to Python until the epoch ends. The last partial batch is dropped so every step has
+    the same shape (one compilation)."""
+    steps = make_steps(config, tx, step)
+
+    def epoch(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array
+              ) -> tuple[TrainState, EpochMetrics]:
+        order = epoch_order(key, dev.x_train.shape[0], config.batch_size)
+        state, first_bad, out = steps(state, dev, hyper, key, order)
+        return state, epoch_metrics(out, first_bad)
 
     return epoch
 

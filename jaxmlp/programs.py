@@ -8,11 +8,17 @@ them in a thread of their own (`jit(...).lower(shapes).compile()`) while the cal
 checks the data: XLA compiles outside Python's lock, reading the files mostly does too. When the
 data turns out to have other shapes (a folder of one's own IDX files, the digits fallback),
 `ready` compiles again for the shapes it has.
+
+A run that reports as it goes (the lab's) compiles its epoch as `Chunks` instead: the epoch's
+shuffle, then chunks of about `CHUNK_EXAMPLES` examples' steps, each one program running the
+loop's own scan of steps (`loop.make_steps`), and the chunks' metrics combined into the
+epoch's, the same numbers one epoch program gives.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -27,13 +33,42 @@ from jaxmlp.loop import (
     DeviceData,
     Hyper,
     TrainState,
+    epoch_metrics,
+    epoch_order,
     initial_state,
     make_epoch,
     make_evaluate,
     make_optimizer,
     make_step,
+    make_steps,
     steps_per_epoch,
 )
+
+# About this many training examples per chunk of a chunked epoch: a chunk of MNIST at batch 128
+# is 128 steps, long enough that launching it and reading its metrics cost next to nothing.
+CHUNK_EXAMPLES = 16384
+
+
+class Chunks(NamedTuple):
+    """An epoch as chunks of `size` steps (its last chunk `rest`'s, when they do not divide).
+
+    `order(data_key, e) -> (epoch key, order)`: epoch e's key and batches (`loop.epoch_order`);
+    `full` and `rest`: `(state, dev, hyper, epoch key, order, first) -> (state, first bad step,
+    StepMetrics)` for the steps from `first`; `combine(parts)`: the (first bad step,
+    StepMetrics) of every chunk of an epoch, in order, as the epoch program's result."""
+
+    size: int
+    steps: int  # per epoch
+    order: Callable[..., Any]
+    full: Callable[..., Any]
+    rest: Callable[..., Any] | None
+    combine: Callable[..., Any]
+
+    def plan(self) -> list[tuple[int, int]]:
+        return chunk_plan(self.steps, self.size)
+
+    def program(self, steps: int) -> Callable[..., Any]:
+        return self.full if steps == self.size or self.rest is None else self.rest
 
 
 class Programs(NamedTuple):
@@ -48,6 +83,8 @@ class Programs(NamedTuple):
     evaluate: Callable[..., Any]  # (params, pixels, labels, hyper) -> (loss, accuracy)
     probe: Callable[..., Any] | None  # (params, dev, hyper) -> probes.ProbeStats; --diagnose
     seconds: float  # tracing, lowering and XLA, on the thread that compiled them
+    chunks: Chunks | None = None  # compiled instead of `epoch` when asked (`epoch` is None)
+    # and an epoch has more than one chunk
 
 
 def device_shapes(config: Config, shape: data.Shape) -> DeviceData:
@@ -72,9 +109,14 @@ def diagnosed_epoch(config: Config, num_train: int) -> Callable[..., Any]:
     def diagnosed(state: TrainState, dev: DeviceData, hyper: Hyper, data_key: jax.Array,
                   e: jax.Array) -> tuple[Any, Any, probes.EpochDiagnostics]:
         state, m = epoch(state, dev, hyper, data_key, e)
-        return state, m._replace(step_stats=None), probes.summarize_epoch(m.step_stats)
+        return state, *split_diagnostics(m)
 
     return diagnosed
+
+
+def split_diagnostics(m: Any) -> tuple[Any, probes.EpochDiagnostics]:
+    """(the epoch's metrics without its steps' statistics, those statistics summarised)."""
+    return m._replace(step_stats=None), probes.summarize_epoch(m.step_stats)
 
 
 def plain_epoch(config: Config, num_train: int,
@@ -92,10 +134,67 @@ def plain_epoch(config: Config, num_train: int,
     return epoch
 
 
-def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose: bool
-                     ) -> Programs:
-    """Every program of a run on data of `dev`'s shapes (`device_shapes`, `shapes_of`). The
-    state is donated to the epoch: XLA may update the parameters in place."""
+def chunk_plan(steps: int, size: int) -> list[tuple[int, int]]:
+    """(first step, steps) of each chunk of an epoch of `steps`, chunks of `size`."""
+    return [(first, min(size, steps - first)) for first in range(0, steps, size)]
+
+
+def chunk_steps(config: Config, num_train: int) -> int:
+    """Steps per chunk: about `CHUNK_EXAMPLES` examples' worth, at most an epoch's."""
+    steps = steps_per_epoch(config, num_train)
+    return max(1, min(steps, math.ceil(CHUNK_EXAMPLES / config.batch_size)))
+
+
+def _chunk(config: Config, steps: int, size: int, stats: Callable[..., Any] | None
+           ) -> Callable[..., Any]:
+    """The chunk of `size` steps from step `first` (traced) of an epoch of `steps`."""
+
+    def chunk(state: TrainState, dev: DeviceData, hyper: Hyper, key: jax.Array,
+              order: jax.Array, first: jax.Array) -> Any:
+        tx = make_optimizer(config, steps, hyper.learning_rate)
+        rows = jax.lax.dynamic_slice_in_dim(order, first, size)
+        return make_steps(config, tx, make_step(config, tx, stats))(state, dev, hyper, key,
+                                                                    rows, first)
+
+    return chunk
+
+
+def compile_chunks(config: Config, dev: DeviceData, state: Any, hyper: Hyper, data_key: Any,
+                   diagnose: bool) -> Chunks:
+    """`Chunks` of an epoch on data of `dev`'s shapes, from `state`'s (shapes too)."""
+    num_train = dev.x_train.shape[0]
+    steps, size = steps_per_epoch(config, num_train), chunk_steps(config, num_train)
+    stats = probes.step_statistics() if diagnose else None
+
+    def order(data_key: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+        key = jax.random.fold_in(data_key, e)  # as `plain_epoch` folds it
+        return key, epoch_order(key, num_train, config.batch_size)
+
+    def combine(parts: list[tuple[jax.Array, Any]]) -> Any:
+        firsts, outs = zip(*parts, strict=True)
+        bad = jnp.stack(firsts)  # each chunk's first bad step in the epoch, or -1
+        first_bad = jnp.min(jnp.where(bad >= 0, bad, steps))
+        m = epoch_metrics(jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs),
+                          jnp.where(first_bad < steps, first_bad, -1).astype(jnp.int32))
+        return split_diagnostics(m) if diagnose else m
+
+    e = jax.ShapeDtypeStruct((), jnp.int32)
+    key, rows = jax.eval_shape(order, data_key, e)
+    programs, results = {}, {}
+    for n in sorted({size, steps % size} - {0}):
+        chunk = jax.jit(_chunk(config, steps, n, stats), donate_argnums=0)
+        lowered = chunk.lower(state, dev, hyper, key, rows, e)
+        programs[n], results[n] = lowered.compile(), lowered.out_info[1:]
+    parts = [results[n] for _, n in chunk_plan(steps, size)]
+    return Chunks(size, steps, jax.jit(order).lower(data_key, e).compile(), programs[size],
+                  programs.get(steps % size), jax.jit(combine).lower(parts).compile())
+
+
+def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose: bool,
+                     chunked: bool = False) -> Programs:
+    """Every program of a run on data of `dev`'s shapes (`device_shapes`, `shapes_of`); the
+    epoch as `Chunks` when `chunked` and it has more than one. The state is donated to the epoch
+    (or chunk): XLA may update the parameters in place."""
     t0 = time.perf_counter()
     hyper = Hyper(*[jax.ShapeDtypeStruct((), jnp.float32)] * len(Hyper._fields))
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
@@ -110,13 +209,16 @@ def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose
     if diagnose:
         probe = jax.jit(probes.make_probe(config, num_classes)).lower(
             state.params, dev, hyper).compile()
+    # An epoch of one chunk is the epoch program itself.
+    chunked = chunked and chunk_steps(config, num_train) < steps_per_epoch(config, num_train)
+    chunks = compile_chunks(config, dev, state, hyper, data_key, diagnose) if chunked else None
     return Programs(
         dev, num_classes, init.lower(seed, hyper).compile(),
-        jax.jit(epoch, donate_argnums=0).lower(state, dev, hyper, data_key,
-                                               epoch_number).compile(),
+        None if chunked else jax.jit(epoch, donate_argnums=0).lower(
+            state, dev, hyper, data_key, epoch_number).compile(),
         jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
                                              hyper).compile(),
-        probe, time.perf_counter() - t0)
+        probe, time.perf_counter() - t0, chunks)
 
 
 class Compiling(NamedTuple):
@@ -126,16 +228,17 @@ class Compiling(NamedTuple):
     diagnose: bool
     future: concurrent.futures.Future
     pool: concurrent.futures.ThreadPoolExecutor
+    chunked: bool = False
 
 
-def start(config: Config, diagnose: bool) -> Compiling:
+def start(config: Config, diagnose: bool, chunked: bool = False) -> Compiling:
     """Begin compiling `config`'s programs for the shapes its data set will have (MNIST when
     none is named, as `data.load_data` tries first), in a background thread."""
     shape = data.expected_shape(config.dataset or "mnist")
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-compile")
     future = pool.submit(compile_programs, config, device_shapes(config, shape),
-                         shape.num_classes, diagnose)
-    return Compiling(config, diagnose, future, pool)
+                         shape.num_classes, diagnose, chunked)
+    return Compiling(config, diagnose, future, pool, chunked)
 
 
 def ready(compiling: Compiling, dev: DeviceData, num_classes: int) -> Programs:
@@ -148,7 +251,8 @@ def ready(compiling: Compiling, dev: DeviceData, num_classes: int) -> Programs:
         compiling.pool.shutdown(wait=True)
     if programs.dev == shapes_of(dev) and programs.num_classes == num_classes:
         return programs
-    return compile_programs(compiling.config, shapes_of(dev), num_classes, compiling.diagnose)
+    return compile_programs(compiling.config, shapes_of(dev), num_classes, compiling.diagnose,
+                            compiling.chunked)
 
 
 def stop(compiling: Compiling) -> None:

@@ -22,7 +22,7 @@ import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -104,10 +104,12 @@ class Prepared(NamedTuple):
 
 def _record(config: Config, dataset: data.Dataset, note: str | None, dev: DeviceData,
             hyper: Hyper, applied: dict[str, Any] | None = None,
-            outputs: dict[str, bool] | None = None) -> dict[str, Any]:
+            outputs: dict[str, bool] | None = None,
+            command: Sequence[str] | None = None) -> dict[str, Any]:
     """config.json: what was asked, and what was used (the data set's own defaults and the
-    preprocessing that did not apply, when there are any: an MNIST record stays as it was), and
-    the `outputs` asked for (--diagnose, --plots), which a resumed run goes on writing."""
+    preprocessing that did not apply, when there are any: an MNIST record stays as it was), the
+    `outputs` asked for (--diagnose, --plots), which a resumed run goes on writing, and the
+    `command` (default: this process's)."""
     record = {"requested": config.dataset, "used": dataset.name, "source": dataset.source,
               "verified": dataset.verified, "fallback": note,
               "num_train": int(dev.x_train.shape[0]), "num_test": int(dev.x_test.shape[0]),
@@ -123,7 +125,7 @@ def _record(config: Config, dataset: data.Dataset, note: str | None, dev: Device
         "hyper": {k: float(v) for k, v in hyper._asdict().items()},
         "versions": versions(),
         "devices": [str(d) for d in jax.devices()],
-        "command": sys.argv,
+        "command": list(sys.argv if command is None else command),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **({"outputs": outputs} if outputs else {}),
     }
@@ -179,20 +181,22 @@ def settle(config: Config, out: str | Path | None, *, resume: bool,
 
 def prepare(config: Config, out: str | Path | None, *, resume: bool, progress: bool,
             log: Callable[[str], None], given: Collection[str] | None = None,
-            outputs: dict[str, bool] | None = None) -> Prepared:
+            outputs: dict[str, bool] | None = None, chunked: bool = False,
+            command: Sequence[str] | None = None) -> Prepared:
     """Everything a run needs before its first epoch; bad settings fail here, before any work.
-    The programs compile while the data loads (`programs.start`). `given`: the settings given
-    explicitly, which the data set's own defaults leave alone; `outputs`: what the run writes
-    (--diagnose, --plots), recorded by a new run (`_record`)."""
+    The programs compile while the data loads (`programs.start`; the epoch as chunks when
+    `chunked`). `given`: the settings given explicitly, which the data set's own defaults leave
+    alone; `outputs`: what the run writes (--diagnose, --plots) and `command`, recorded by a
+    new run (`_record`)."""
     t_start = time.perf_counter()
     config, applied = settle(config, out, resume=resume, given=given, log=log)
-    compiling = programs.start(config, bool(outputs and outputs["diagnose"]))
+    compiling = programs.start(config, bool(outputs and outputs["diagnose"]), chunked)
     try:
         dataset, note, dev, hyper = load(config, progress=progress, log=log)
         t_data = time.perf_counter()
         run = (RunDir(out) if resume else RunDir.create(
             out if out is not None else default_folder(dataset.name),
-            _record(config, dataset, note, dev, hyper, applied, outputs)))
+            _record(config, dataset, note, dev, hyper, applied, outputs, command)))
     except BaseException:
         programs.stop(compiling)
         raise
@@ -358,7 +362,9 @@ def finish(p: Prepared, state: TrainState, history: list[dict[str, Any]],
 def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         progress: bool = True, max_epochs: int | None = None,
         log: Callable[[str], None] = print, diagnose: bool = False,
-        plots: bool = False, given: Collection[str] | None = None) -> dict[str, Any]:
+        plots: bool = False, given: Collection[str] | None = None,
+        command: Sequence[str] | None = None,
+        epochs: Callable[[Prepared], Callable[..., Any]] | None = None) -> dict[str, Any]:
     """Train one model, writing config.json, metrics.jsonl, checkpoint.npz and summary.json.
 
     With `resume=True`, `out` is an existing run folder whose config.json is the configuration
@@ -368,7 +374,9 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
     explicitly, kept whatever the data set's own defaults say (None: those still at Config's
     defaults are not given). Returns the summary. Once the folder exists, a signal raises
     `Interrupted` and a failed write `WriteFailed`; a non-finite loss or final parameters raise
-    `Diverged`, with a summary.json that says so.
+    `Diverged`, with a summary.json that says so. `command`: what config.json records (default:
+    this process's command line). `epochs(prepared)`: the epoch function to train with instead
+    of the compiled epoch, from the `programs.Chunks` compiled for it (the lab's live runs).
     """
     t_start = time.perf_counter()
     outputs = {"diagnose": diagnose or plots, "plots": plots}
@@ -376,11 +384,12 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         outputs = continued_outputs(out, outputs, log)
     diagnose, plots = outputs["diagnose"], outputs["plots"]
     p = prepare(config, out, resume=resume, progress=progress, log=log, given=given,
-                outputs=outputs)
+                outputs=outputs, chunked=epochs is not None, command=command)
     times = dict(p.times)
     try:
         recorder = recorder_of(p) if diagnose else None
-        epoch_fn = recorder.wrap(p.programs.epoch) if recorder else p.programs.epoch
+        epoch_fn = p.programs.epoch if epochs is None else epochs(p)
+        epoch_fn = recorder.wrap(epoch_fn) if recorder else epoch_fn
         end = p.config.epochs if max_epochs is None else min(p.config.epochs,
                                                              p.start_epoch + max_epochs)
         with stopping.deferred("epoch"):

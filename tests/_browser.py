@@ -7,7 +7,8 @@ byte: the standard library is the whole client (no Selenium, no websocket packag
 
 `Browser().open(path)` loads a file and returns what a test checks: every image's
 `naturalWidth` and alt text, every console error and uncaught exception, every URL the page
-asked for, its text, and a PNG screenshot.
+asked for, its text, and a PNG screenshot. For a live page (the lab's), `goto(url)`, then
+`evaluate` and `wait_until` in it, `screenshot()` and `errors()`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import select
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,39 @@ class Browser:
         shot = self._page("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         return Loaded(**page, console_errors=self._errors(), requests=self._requests(),
                       screenshot=base64.b64decode(shot["data"]))
+
+    def goto(self, url: str) -> None:
+        """Load `url` and wait for its load event; its events are kept from here on."""
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self._page(f"{domain}.enable")
+        self.events.clear()
+        self._page("Page.navigate", url=url)
+        self._wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of `expression` in the page (a promise awaited)."""
+        found = self._page("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in found:
+            raise RuntimeError(f"{expression}: {found['exceptionDetails'].get('text')}")
+        return found["result"].get("value")
+
+    def wait_until(self, expression: str, what: str, timeout: float = WAIT_S) -> Any:
+        """Poll `expression` until it is truthy; `timeout` only guards against a hang."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+            time.sleep(0.05)
+        return value
+
+    def screenshot(self) -> bytes:
+        shot = self._page("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        return base64.b64decode(shot["data"])
+
+    def errors(self) -> list[str]:
+        """Console errors and uncaught exceptions since the last `goto`."""
+        return self._errors()
 
     def _errors(self) -> list[str]:
         errors = []

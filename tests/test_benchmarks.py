@@ -97,3 +97,12 @@ def test_gpu_check_smoke_runs_every_step(mnist_dir: Path, tmp_path: Path) -> Non
     assert steps["small_sweep"]["result"]["runs"] == 8
     table = (out / "gpu_check.md").read_text()
     assert "reference epoch, float32 matmuls" in table and "sequential / sweep" in table
+
+
+def test_bench_lab_smoke_times_a_live_run_and_its_command(tmp_path: Path) -> None:
+    """A live run on moons and the command its config.json records: both timed, epoch by
+    epoch (the first left out)."""
+    result = _run("benchmarks.bench_lab", [], tmp_path)
+    assert result["settings"] == {"dataset": "moons", "epochs": "3"}
+    assert len(result["epochs_timed"]["lab"]) == len(result["epochs_timed"]["command"]) == 2
+    assert result["ratio"] > 0

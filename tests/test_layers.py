@@ -25,6 +25,7 @@ LAYERS = (
     ("one run", ("jaxmlp.programs", "jaxmlp.runner", "jaxmlp.overfit_run")),
     ("pages", ("jaxmlp.pages",)),
     ("notes", ("jaxmlp.notes",)),
+    ("lab", ("jaxmlp.lab",)),
     ("commands", ("jaxmlp.train",)),
 )
 COMMANDS = len(LAYERS) - 1

@@ -54,13 +54,15 @@ def plane_grid(x: np.ndarray, steps: int = 200, margin: float = 0.15
 # One compiled program per configuration and input shape (the plane's grid, the test points):
 # run op by op, the forward pass would compile each of its operations separately.
 @functools.partial(jax.jit, static_argnums=0)
-def _predict(config: Config, params: Params, x: jax.Array, hyper: Hyper) -> jax.Array:
+def predict_classes(config: Config, params: Params, x: jax.Array, hyper: Hyper) -> jax.Array:
+    """Predicted class of each input row of `x`, on the device (raw inputs, as the data set's;
+    the run's scaling is applied): the plane's pictures, and the lab's live one."""
     return predict_labels(mlp_apply(params, scale_inputs(x, hyper), config.activation), config)
 
 
 def predict_points(config: Config, params: Params, hyper: Hyper, x: np.ndarray) -> np.ndarray:
     """Predicted class of each input row of `x` (raw inputs: the run's scaling is applied)."""
-    return np.asarray(_predict(config, params, x, hyper))
+    return np.asarray(predict_classes(config, params, x, hyper))
 
 
 def _image(ax: Any, values: np.ndarray, xs: np.ndarray, ys: np.ndarray, **kw: Any) -> None:
