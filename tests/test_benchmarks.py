@@ -68,6 +68,21 @@ def test_bench_cold_smoke_reads_a_run_and_tables_the_experiments(shared_data_dir
     assert "| `sweep_lr.py` | 40.0 s | 10.0 s | 25% |" in text
 
 
+def test_bench_cold_pairs_two_checkouts_round_by_round() -> None:
+    """Beside another checkout (`--vs`) the table adds its medians and the median of the
+    ratios taken round by round, which differs from the ratio of the medians."""
+    from benchmarks.bench_cold import table
+
+    keys = ("import", "data", "compile", "first", "train", "wall")
+    a = [dict.fromkeys(keys, v) for v in (1.0, 2.0, 9.0)]
+    b = [dict.fromkeys(keys, v) for v in (2.0, 1.0, 3.0)]  # ratios 0.5, 2, 3: median 2
+    exps = {"sweep_lr": [{"wall": 30.0, "compile": 6.0}]}
+    old = {"sweep_lr": [{"wall": 60.0, "compile": 30.0}]}
+    text = table(a, exps, "default", b, old)
+    assert "| paired ratio, median | | | | 2.00 | 2.00 | 2.00 |" in text
+    assert "| `sweep_lr.py` | 30.0 s | 6.0 s | 20% | 60.0 s | 30.0 s | 50% | 0.50 |" in text
+
+
 def test_gpu_check_smoke_runs_every_step(mnist_dir: Path, tmp_path: Path) -> None:
     """The accelerator script's every step runs (here on the CPU, at smoke sizes), writes its
     JSON and table, and the sweep trains the runs the sequential loop trains."""
