@@ -17,30 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxmlp.compilation import cpu_model, vector_extensions
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def vector_extensions() -> str:
-    """'AVX-512', 'AVX2' or what the CPU has: XLA's CPU kernels, and so every figure here,
-    differ a lot between them."""
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in
-                      Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), [])
-    except OSError:
-        return "unknown"
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
 
 
 def _cpu_ticks() -> tuple[int, int]:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 import typing
@@ -155,9 +153,9 @@ def run(
 
 
 def machine() -> str:
-    return (f"{os.cpu_count()}-core {platform.machine()} CPU"
-            if all(d.platform == "cpu" for d in __import__("jax").devices())
-            else ", ".join(sorted({d.device_kind for d in __import__("jax").devices()})))
+    """The CPU (model, vector extensions) or the accelerators the experiment ran on."""
+    return (compilation.describe_cpu() if all(d.platform == "cpu" for d in jax.devices())
+            else ", ".join(sorted({d.device_kind for d in jax.devices()})))
 
 
 def budget_section(args: Args, budget: Any, started: float, extra: str = "") -> tuple[str, str]:

@@ -24,6 +24,7 @@ Keep the cache per machine (the default, the user cache is local) rather than on
 from __future__ import annotations
 
 import os
+import platform
 import threading
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,34 @@ def cpu_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the OS reports it ("AMD EPYC", "Intel(R) Xeon(R) ...")."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vector_extensions() -> str:
+    """'AVX-512', 'AVX2' or 'no AVX2': XLA:CPU's kernels, and so every timing and some results'
+    last bits, differ a lot between them."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+
+
+def describe_cpu() -> str:
+    """'2-core AMD EPYC (AVX-512)': what a figure quoted from this machine was measured on."""
+    return f"{cpu_cores()}-core {cpu_model()} ({vector_extensions()})"
 
 
 def split_cpu_into_devices(count: int | None = None) -> int | None:

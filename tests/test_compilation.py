@@ -119,3 +119,20 @@ def test_xla_cpu_flags_respect_the_user() -> None:
     mine = "--xla_cpu_copy_insertion_use_region_analysis=false"
     result = _tune(XLA_FLAGS=mine)
     assert result["added"] == [] and result["flags"] == mine
+
+
+def test_the_cpu_is_described_by_its_model_and_vector_extensions() -> None:
+    """Every quoted figure names its CPU: the cores this process may use, the model, and the
+    widest vector extension the flags show (what XLA:CPU's kernels depend on)."""
+    from jaxmlp import compilation
+
+    described = compilation.describe_cpu()
+    assert described == (f"{compilation.cpu_cores()}-core {compilation.cpu_model()} "
+                         f"({compilation.vector_extensions()})")
+    info = Path("/proc/cpuinfo")
+    if info.exists():  # Linux: the flags line decides
+        line = next(line for line in info.read_text().splitlines() if line.startswith("flags"))
+        flags = set(line.split(":", 1)[1].split())
+        assert compilation.vector_extensions() == (
+            "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2")
+        assert compilation.cpu_model() in info.read_text()
