@@ -48,10 +48,9 @@ MAX_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25, "gelu": 1.1289}
 # ~0), tanh/sigmoid units saturate (flat at both ends, output near its limits).
 DYING = ("relu", "gelu")
 SATURATING = ("tanh", "sigmoid")
-# Gradient and update norms are measured on every NORM_EVERY-th step. Measured on the default
-# MNIST run (2-core CPU): norms at every step cost ~15% of the epoch's time, because each is a
-# memory-bound pass over all parameters; every 4th step costs ~5% (with the per-step
-# finiteness checks) and still gives ~120 points per epoch for the plot and for the means.
+# Gradient and update norms are measured on every NORM_EVERY-th step: each is a pass over all
+# parameters, so every step would cost a large share of the epoch (benchmarks/README.md, "What
+# changed for speed"); every 4th still gives ~120 points an epoch for the plot and the means.
 NORM_EVERY = 4
 
 

@@ -118,14 +118,10 @@ def make_program(
     return train_runs
 
 
-# How many runs to vmap together. On a CPU, vmapping K runs turns every product into a batched
-# one and multiplies the memory each step touches by K. Measured on a 2-core EPYC (32 MiB L3,
-# benchmarks/README.md): a reference run (784-512-512-10) touches ~9 MiB a step, so 8 vmapped
-# runs (75 MiB) stream every elementwise update from DRAM and cost 1.26x per run what one run
-# alone costs, 32 cost 1.28x; one at a time in a loop inside the same program, 0.96x and 0.98x
-# (and 0.91x, 0.92x with one device per core). Small runs (784-64-10, ~1 MiB) fit many at a
-# time. So on CPU: as many runs as fit half the last-level cache (the other half is for the
-# data streaming through). Accelerators want the opposite: one wide program, every run vmapped.
+# How many runs to vmap together. On a CPU, K vmapped runs touch K times the memory each step:
+# past the cache every update streams from DRAM, so runs go as many at a time as fit half the
+# last-level cache (the other half is for the data streaming through); benchmarks/README.md,
+# "Many runs at once", measures it. Accelerators want one wide program, every run vmapped.
 DEFAULT_CACHE_BYTES = 32 * 2**20
 
 
