@@ -180,6 +180,15 @@ def test_report_flags_large_updates_and_collapse() -> None:
     assert set(low) == {"low_accuracy"} and "--output softmax" in low["low_accuracy"].advice
     fair = [dict(h, test_accuracy=0.6, train_accuracy=0.6) for h in history]
     assert report.diagnose(normalized, [calm], fair) == []
+    # A loss that fell at chance with dead units beside it: sum_normalize's own failure is
+    # named first (the dead units follow from it), any other loss sends to the units first.
+    dead = dict(row, layers=[dict(layer, layer=1, dead=0.6, update_ratio=1e-3)] * 2)
+    stuck = {f.code: f for f in report.diagnose(normalized, [dead], history)}
+    assert "dead_units" in stuck
+    assert stuck["collapsed"].advice.startswith("the loss being minimised (--output "
+                                                "sum_normalize")
+    plain = {f.code: f for f in report.diagnose(config, [dead], history)}
+    assert plain["collapsed"].advice.startswith("fix the problems above first")
 
 
 # --- whole runs -----------------------------------------------------------------------------------

@@ -158,7 +158,8 @@ def test_the_notes_setup_is_reported_as_the_notes_saw_it(mnist_sample_dir, tmp_p
     train.main([*args, "--epochs", "3", "--batch-size", "100", "--diagnose",
                 "--out", str(tmp_path / "run")])
     out = capsys.readouterr().out
-    for phrase in ("0.09, what predicting 0.1 for every class scores",
+    for phrase in ("sits at 0.09",
+                   "what predicting 0.1 for every class scores under this loss (MSE",
                    "the gradients have all but stopped in every layer", "collapsed to one class"):
         assert phrase in out, phrase
     # --overfit 5 on the default 784-512-512-10 network, as the issue ran it: after the first

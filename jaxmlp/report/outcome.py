@@ -75,6 +75,14 @@ def _accuracy_advice(ctx: Context, found: Sequence[Finding]) -> str:
         return "the run exploded (above): fix that first"
     if "tiny_updates" in codes:
         return "the weights have barely moved from their random start (above)"
+    loss_advice = (f"the loss being minimised (--output {config.output} --error "
+                   f"{config.error}) can fall without favouring the right class"
+                   + _why_it_can_fall(ctx) + "; try --output softmax --error cross_entropy")
+    if config.output == "sum_normalize" and _loss_fell_text(ctx):
+        # A falling loss at chance accuracy is this loss doing what it rewards: the dead or
+        # saturated units above follow from it, so naming them first would send the reader
+        # after a symptom.
+        return loss_advice + ", then see the findings above"
     if codes & {"dead_units", "saturated_units", "vanishing_gradients", "gradients_stopped",
                  "uniform_plateau", "loss_spike"}:
         return ("fix the problems above first: with no signal from the hidden layers "
@@ -83,9 +91,7 @@ def _accuracy_advice(ctx: Context, found: Sequence[Finding]) -> str:
         return ("one number for the label makes '4' halfway between '3' and '5', an "
                 "order the digits do not have: try --targets onehot (the default)")
     if config.output != "softmax" or config.error != "cross_entropy":
-        return (f"the loss being minimised (--output {config.output} --error "
-                f"{config.error}) can fall without favouring the right class"
-                + _why_it_can_fall(ctx) + "; try --output softmax --error cross_entropy")
+        return loss_advice
     scaling = " and --input-scale" if inputs_scaled(config) else ""
     return f"check the learning rate{scaling}, or train longer"
 

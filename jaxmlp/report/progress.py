@@ -27,16 +27,19 @@ from jaxmlp.report.base import (
 def uniform_guess(config: Config, num_classes: int) -> str:
     """'0.0900, what predicting 0.1 for every class scores under this loss (MSE against one-hot
     targets, averaged over the 10 classes)': the loss of a network that ignores its input."""
-    value = uniform_guess_loss(config, num_classes)
+    return f"{uniform_guess_loss(config, num_classes):.4g}, {_what_scores(config, num_classes)}"
+
+
+def _what_scores(config: Config, num_classes: int) -> str:
     if config.targets == "integer":
-        return (f"{value:.4g}, what predicting the middle label {(num_classes - 1) / 2:g} for "
-                f"every example scores under this loss (the squared error, averaged over the "
-                f"labels 0..{num_classes - 1})")
+        return (f"what predicting the middle label {(num_classes - 1) / 2:g} for every example "
+                f"scores under this loss (the squared error, averaged over the labels "
+                f"0..{num_classes - 1})")
     error = "MSE against one-hot targets" if config.error == "mse" else "cross-entropy"
     over = (f"averaged over the {num_classes} classes" if config.class_reduction == "mean"
             else f"summed over the {num_classes} classes")
-    return (f"{value:.4g}, what predicting {1 / num_classes:.2g} for every class scores under "
-            f"this loss ({error}, {over})")
+    return (f"what predicting {1 / num_classes:.2g} for every class scores under this loss "
+            f"({error}, {over})")
 
 
 def _stopped(row: dict[str, Any]) -> list[float] | None:
@@ -117,7 +120,11 @@ def loss_plateau(ctx: Context, found: Sequence[Finding]) -> list[Finding]:
     if abs(median - uniform) > PLATEAU_TOLERANCE * uniform:
         return []
     where = "at the end" if ctx.overfit else "over the last epoch"
-    text = (f"{where} the loss sits at {median:.4g}: {uniform_guess(ctx.config, ctx.num_classes)}"
+    # "sits at 0.09: 0.09, what ..." would say the same number twice.
+    same = f"{median:.4g}" == f"{uniform:.4g}"
+    guess = (f"exactly {_what_scores(ctx.config, ctx.num_classes)}" if same
+             else uniform_guess(ctx.config, ctx.num_classes))
+    text = (f"{where} the loss sits at {median:.4g}{',' if same else ':'} {guess}"
             f": the network's predictions no longer depend on the input")
     return [Finding("uniform_plateau", text, _plateau_advice(ctx, found))]
 
