@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxmlp import cli, data, stats, sweep
 from jaxmlp.config import Config, ConfigError
+from jaxmlp.report.base import CHANCE_MARGIN
 
 NAME = "paper_table"
 MNIST_TRAIN = 60_000
@@ -242,8 +243,26 @@ def verdict(mean: float, paper: float) -> str:
     return f"not met, {gap:.2f} points above the paper's {paper:g}%"
 
 
-def row_findings(row: Row, paper_row: Mapping[str, Any], today_row: Mapping[str, Any],
-                 lr: float, val_acc: float, b: Budget) -> list[str]:
+def stuck_seeds(result: sweep.SweepResult, name: str, lr: float) -> list[str]:
+    """A sentence on the seeds that ended near chance (the report's threshold) without a
+    NaN: one such seed is enough to swing a 4-seed mean by 20 points."""
+    acc = np.asarray(result.final(name, "test_accuracy"), dtype=float)
+    chance = 1.0 / 10 + CHANCE_MARGIN  # MNIST: 10 classes
+    stuck = np.flatnonzero(np.isfinite(acc) & (acc <= chance))
+    if not len(stuck):
+        return []
+    rest = np.delete(acc, stuck)
+    rest_words = (f"; the other {len(rest)} reached {stats.pct(float(np.min(rest)))} to "
+                  f"{stats.pct(float(np.max(rest)))}" if len(rest) else "")
+    return [f"{len(stuck)} of {len(acc)} seeds of that recipe stayed near chance "
+            f"({', '.join(stats.pct(float(acc[i])) for i in stuck)}) without a NaN{rest_words}: "
+            f"lr {lr:g}, chosen on one validation seed, is at the edge of what this network "
+            "trains stably with, and the interval says so."]
+
+
+def row_findings(result: sweep.SweepResult, row: Row, paper_row: Mapping[str, Any],
+                 today_row: Mapping[str, Any], lr: float, val_acc: float,
+                 b: Budget) -> list[str]:
     mean, lo, hi = error(paper_row)
     sent = (f"{row.paper}, {row.sizes} ({row.network}): the paper reports {row.paper_error:g}% "
             f"test error; its recipe here ({row.recipe_words}, lr {lr:g} chosen on the "
@@ -257,7 +276,7 @@ def row_findings(row: Row, paper_row: Mapping[str, Any], today_row: Mapping[str,
                  "tuned on the test set")
     else:
         sent += f" (the recipe here departs from the paper's in {row.differs})"
-    out = [sent + "."]
+    out = [sent + ".", *stuck_seeds(result, paper_name(row), lr)]
     t_mean, _, _ = error(today_row)
     diff = mean - t_mean
     sep = ("the intervals do not overlap" if not C.overlap(paper_row, today_row)
@@ -276,7 +295,7 @@ def findings(result: sweep.SweepResult, rows: Sequence[Row],
     met_paper = met_today = better = 0
     for row in rows:
         p, t = result.row(paper_name(row)), result.row(today_name(row))
-        out += row_findings(row, p, t, *chosen[row.name], b)
+        out += row_findings(result, row, p, t, *chosen[row.name], b)
         met_paper += error(p)[0] <= row.paper_error
         met_today += error(t)[0] <= row.paper_error
         better += error(t)[0] < error(p)[0]

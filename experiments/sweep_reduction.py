@@ -207,9 +207,13 @@ def _verdict(step: dict[str, float]) -> str:
     where = f"over {step['updates']} updates x {step['seeds']} seeds"
     if step["max_diff"] == 0.0:
         return f"the parameters stayed bit-identical {where}"
+    # One update's rounding is about float32's resolution; many updates compound it.
+    how = ("i.e. rounding" if step["rel"] <= 10 * EPS32 else
+           f"rounding compounded over the {step['updates']} updates (each update rounds the "
+           "two products differently, and the differences add up)")
     return (f"the largest parameter difference {where} was {step['max_diff']:.2e}, "
             f"{step['rel']:.1e} of the largest parameter ({step['max_param']:.2f}; float32 "
-            f"resolution is {EPS32:.1e}), i.e. rounding")
+            f"resolution is {EPS32:.1e}), {how}")
 
 
 def _max_gap(res: sweep.SweepResult, a: str, b: str) -> float:
