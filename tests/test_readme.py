@@ -38,6 +38,14 @@ def _script():
 # and 2, and on a tenth of the data: outcomes on a knife's edge would teach the wrong thing on
 # another CPU.
 OUTCOMES = {
+    "": (0, "mnist: test accuracy"),
+    " --seed 1": (0, "mnist: test accuracy"),
+    " --seed 2": (0, "mnist: test accuracy"),
+    " --dataset moons": (0, "moons: test accuracy"),
+    " --dataset circles": (0, "circles: test accuracy"),
+    " --dataset xor": (0, "xor: test accuracy"),
+    " --dataset blobs": (0, "blobs: test accuracy"),
+    " --dataset spirals --plots": (0, "spirals: test accuracy"),
     " --output none --error mse --optimizer sgd --learning-rate 0.5 --schedule constant "
     "--diagnose --plots": (3, "the loss became non-finite"),
     " --input-scale raw --epochs 1 --diagnose": (0, "layer 1's pre-activations have a std of"),
@@ -60,12 +68,13 @@ OUTCOMES = {
     " --overfit 100": (0, "100% training accuracy on 100 mnist examples"),
     " --output sum_normalize --error mse --class-reduction mean --input-scale raw --optimizer sgd "
     "--learning-rate 1 --schedule constant --diagnose":
-        (0, "0.09, what predicting 0.1 for every class scores"),
+        (0, "what predicting 0.1 for every class scores under this loss (MSE"),
     " --overfit 100 --input-scale raw --optimizer sgd --learning-rate 0.01 --schedule constant":
         (1, "did NOT reach 100% training accuracy"),
 }
-# The examples run on the first 6,000 training images (the README's own --train-subset wins:
-# it comes later on the command line); --overfit takes its N examples itself.
+# The MNIST examples run on the first 6,000 training images (the README's own --train-subset
+# wins: it comes later on the command line); --overfit takes its N examples itself, and a toy
+# set's 1,000 points are used whole.
 SMALL = ["--train-subset", "6000"]
 
 
@@ -95,7 +104,7 @@ def test_every_readme_example_still_comes_out_that_way(
     args: str, mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     status, phrase = OUTCOMES[args]
-    small = [] if "--overfit" in args else SMALL
+    small = [] if "--overfit" in args or "--dataset" in args else SMALL  # toy sets are small
     argv = ["--data-dir", str(mnist_dir), *small, *args.split(), "--no-progress", "--out",
             str(tmp_path / "run")]
     try:
@@ -145,4 +154,25 @@ def test_the_example_script_reruns_each_example_once_and_rewrites_every_file(
         assert block.startswith("error: the loss became non-finite")
         assert block.endswith("[exit status 3]\n") and "stale" not in block
         assert "outputs in" not in block  # the lines that change from run to run are left out
+    assert script.main(["--check"]) == 0
+
+
+def test_the_example_script_runs_a_pages_shell_examples_in_one_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's other commands run in order in one folder of its own, after the python blocks
+    saved as files above them; an output shown from `...` keeps as many last lines as it had."""
+    script = _script()
+    page = tmp_path / "p.md"
+    page.write_text(
+        "A script, saved as `hello.py`:\n\n```python\nimport sys\n\nprint('hello,', sys.argv[1])\n"
+        "```\n\n```\n$ python hello.py you > said.txt\n[exit status 9]\n$ cat said.txt\nstale\n"
+        "[exit status 9]\n$ seq 1 5\n...\nx\nx\n[exit status 9]\n$ false\n[exit status 0]\n```\n")
+    monkeypatch.setattr(script, "documents", lambda: [page])
+    assert script.main([]) == 0
+    text = page.read_text()
+    assert "$ python hello.py you > said.txt\n[exit status 0]\n" in text
+    assert "$ cat said.txt\nhello, you\n[exit status 0]\n" in text
+    assert "$ seq 1 5\n...\n4\n5\n[exit status 0]\n" in text
+    assert "$ false\n[exit status 1]\n" in text
     assert script.main(["--check"]) == 0
