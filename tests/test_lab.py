@@ -89,6 +89,7 @@ class Recorder:
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.stop, self.frames, self.stop_after = threading.Event(), [], stop_after
+        self.every_frame = True
 
     def started(self, p: runner.Prepared, plane: dict[str, Any] | None) -> None:
         self.plane = plane
@@ -100,6 +101,28 @@ class Recorder:
 
     def epoch_begins(self, p: runner.Prepared) -> None:
         pass
+
+    def due(self) -> bool:
+        return self.every_frame
+
+
+def test_epochs_of_one_chunk_compute_the_view_only_when_a_frame_is_due(tmp_path: Path) -> None:
+    """A toy epoch is one chunk (the epoch program): its frame carries the step losses always,
+    the live test numbers and the plane only when the pages would get them, and after the last
+    epoch; the run's own metrics are the same either way."""
+    config = Config(dataset="moons", hidden=(8,), epochs=3)
+    seen = {}
+    for every in (True, False):
+        listener = Recorder()
+        listener.every_frame = every
+        out = tmp_path / str(every)
+        runner.run(config, out, progress=False, log=lambda s: None,
+                   epochs=live_epochs(listener))
+        seen[every] = read(out, "metrics.jsonl")
+        assert [f.step_loss for f in listener.frames] == [m["step_loss"] for m in seen[every]]
+        viewed = [f.test_accuracy is not None and f.plane is not None for f in listener.frames]
+        assert viewed == ([True] * 3 if every else [False, False, True])
+    assert [m["step_loss"] for m in seen[True]] == [m["step_loss"] for m in seen[False]]
 
 
 def test_a_live_run_is_the_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

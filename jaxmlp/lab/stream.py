@@ -64,6 +64,10 @@ class Listener(Protocol):
 
     def epoch_begins(self, p: Prepared) -> None: ...
 
+    def due(self) -> bool:
+        """Whether a frame told now would reach the pages (they get at most a few a second)."""
+        ...
+
 
 def plane_of(p: Prepared) -> tuple[dict[str, Any], np.ndarray] | None:
     """For points in the plane: (the page's picture frame: the grid's extent, its size, some
@@ -98,8 +102,10 @@ def make_view(p: Prepared, grid: np.ndarray | None) -> Callable[..., Any]:
 
 
 def frame(epoch: int, first: int, steps: int, loss: Any, view: Any) -> Frame:
-    """A chunk's frame from its device values (this waits for them)."""
-    loss, (test_loss, test_accuracy, classes) = jax.device_get((loss, view))
+    """A chunk's frame from its device values (this waits for them); `view` None: its losses
+    only."""
+    loss, (test_loss, test_accuracy, classes) = jax.device_get(
+        (loss, (np.nan, np.nan, None) if view is None else view))
     finite = lambda v: float(v) if np.isfinite(v) else None
     return Frame(epoch, first, steps, step_losses(SimpleNamespace(step_loss=loss)),
                  finite(test_loss), finite(test_accuracy), classes)
@@ -122,7 +128,10 @@ def live_epochs(listener: Listener) -> Callable[[Prepared], Callable[..., Any]]:
             if listener.stop.is_set():
                 raise PageStop(listener.stopped_by)
             state, *result = p.programs.epoch(state, dev, hyper, data_key, e)
-            shown = view(state.params)
+            # Epochs of a few ms (the toy sets) would spend as long again on views no page
+            # gets to draw: the view only when a frame is due, and after the last epoch.
+            last = int(e) + 1 == p.config.epochs
+            shown = view(state.params) if last or listener.due() else None
             listener.epoch_begins(p)
             steps = result[0].step_loss.shape[0]
             listener.frame(frame(int(e) + 1, 0, steps, result[0].step_loss, shown))
