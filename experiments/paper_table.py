@@ -247,7 +247,7 @@ def stuck_seeds(result: sweep.SweepResult, name: str, lr: float) -> list[str]:
     """A sentence on the seeds that ended near chance (the report's threshold) without a
     NaN: one such seed is enough to swing a 4-seed mean by 20 points."""
     acc = np.asarray(result.final(name, "test_accuracy"), dtype=float)
-    chance = 1.0 / 10 + CHANCE_MARGIN  # MNIST: 10 classes
+    chance = 1.0 / data.NUM_CLASSES + CHANCE_MARGIN
     stuck = np.flatnonzero(np.isfinite(acc) & (acc <= chance))
     if not len(stuck):
         return []

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import _common as C
 import numpy as np
 
-from jaxmlp import stats, sweep
+from jaxmlp import data, stats, sweep
 from jaxmlp.config import Config
 from jaxmlp.loop import hyper_from_config
 
@@ -49,7 +49,7 @@ BUDGETS = {
 
 LR_SGD = 0.1
 LR_ADAM = 1e-3
-NUM_CLASSES = 10
+NUM_CLASSES = data.NUM_CLASSES  # MNIST's
 
 LOSSES = {"CE": "cross_entropy", "MSE": "mse"}
 INPUTS = {"0..1": "unit", "0..255": "raw"}

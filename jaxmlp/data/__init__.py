@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from jaxmlp.config import DATASETS, SOURCES, TOY_DATASETS
 from jaxmlp.data.cache import cache_dir
-from jaxmlp.data.dataset import Dataset
+from jaxmlp.data.dataset import NUM_CLASSES, Dataset
 from jaxmlp.data.errors import DataError, DatasetNotFound
 from jaxmlp.data.idx import read_idx
 from jaxmlp.data.lookup import Shape, expected_shape, load_data, load_dataset
@@ -51,6 +51,7 @@ from jaxmlp.data.toy import load_toy, toy_points
 
 __all__ = [
     "DATASETS",
+    "NUM_CLASSES",
     "SOURCES",
     "TOY_DATASETS",
     "DataError",
