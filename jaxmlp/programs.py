@@ -5,8 +5,10 @@ A run needs four programs: the initial state, the epoch (with the per-step stati
 parameters. None of them depends on the data's values, only on their shapes, and a known data
 set's shapes are known before a byte of it is read (`data.expected_shape`). So `start` compiles
 them in a thread of their own (`jit(...).lower(shapes).compile()`) while the caller loads and
-checks the data: XLA compiles outside Python's lock, reading the files mostly does too. When the
-data turns out to have other shapes (a folder of one's own IDX files, the digits fallback),
+checks the data: XLA compiles outside Python's lock, reading the files mostly does too. The
+evaluation is not needed before the first epoch ends, so it compiles last, on the same thread,
+while the first epoch trains (`Deferred`): the first step waits for the other three only. When
+the data turns out to have other shapes (a folder of one's own IDX files, the digits fallback),
 `ready` compiles again for the shapes it has.
 
 A run that reports as it goes (the lab's) compiles its epoch as `Chunks` instead: the epoch's
@@ -71,6 +73,26 @@ class Chunks(NamedTuple):
         return self.full if steps == self.size or self.rest is None else self.rest
 
 
+class Deferred:
+    """A program compiling in the background: the first call waits for it (and raises what
+    compiling it raised); `seconds` is its tracing, lowering and XLA time, once it is ready."""
+
+    def __init__(self, future: concurrent.futures.Future) -> None:
+        self._future = future
+
+    def __call__(self, *args: Any) -> Any:
+        return self._future.result()[0](*args)
+
+    @property
+    def seconds(self) -> float:
+        return self._future.result()[1]
+
+
+def _timed(build: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return build(), time.perf_counter() - t0
+
+
 class Programs(NamedTuple):
     """One run's compiled programs, and the shapes they were compiled for."""
 
@@ -80,9 +102,11 @@ class Programs(NamedTuple):
     # (state, dev, hyper, data key, epoch) -> (state, EpochMetrics[, EpochDiagnostics]); the
     # epoch's key is fold_in(data key, epoch), as `loop.make_train` derives it
     epoch: Callable[..., Any]
-    evaluate: Callable[..., Any]  # (params, pixels, labels, hyper) -> (loss, accuracy)
+    # (params, pixels, labels, hyper) -> (loss, accuracy); a `Deferred` when `start` compiled it
+    evaluate: Callable[..., Any]
     probe: Callable[..., Any] | None  # (params, dev, hyper) -> probes.ProbeStats; --diagnose
-    seconds: float  # tracing, lowering and XLA, on the thread that compiled them
+    seconds: float  # tracing, lowering and XLA of all but the evaluation, on the thread that
+    # compiled them
     chunks: Chunks | None = None  # compiled instead of `epoch` when asked (`epoch` is None)
     # and an epoch has more than one chunk
 
@@ -191,10 +215,12 @@ def compile_chunks(config: Config, dev: DeviceData, state: Any, hyper: Hyper, da
 
 
 def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose: bool,
-                     chunked: bool = False) -> Programs:
+                     chunked: bool = False,
+                     later: concurrent.futures.Executor | None = None) -> Programs:
     """Every program of a run on data of `dev`'s shapes (`device_shapes`, `shapes_of`); the
     epoch as `Chunks` when `chunked` and it has more than one. The state is donated to the epoch
-    (or chunk): XLA may update the parameters in place."""
+    (or chunk): XLA may update the parameters in place. With `later`, the evaluation is handed
+    to it to compile after these (a `Deferred`) instead of compiled here."""
     t0 = time.perf_counter()
     hyper = Hyper(*[jax.ShapeDtypeStruct((), jnp.float32)] * len(Hyper._fields))
     seed = jax.ShapeDtypeStruct((), jnp.uint32)
@@ -212,13 +238,17 @@ def compile_programs(config: Config, dev: DeviceData, num_classes: int, diagnose
     # An epoch of one chunk is the epoch program itself.
     chunked = chunked and chunk_steps(config, num_train) < steps_per_epoch(config, num_train)
     chunks = compile_chunks(config, dev, state, hyper, data_key, diagnose) if chunked else None
-    return Programs(
-        dev, num_classes, init.lower(seed, hyper).compile(),
-        None if chunked else jax.jit(epoch, donate_argnums=0).lower(
-            state, dev, hyper, data_key, epoch_number).compile(),
-        jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
-                                             hyper).compile(),
-        probe, time.perf_counter() - t0, chunks)
+    init = init.lower(seed, hyper).compile()
+    epoch = None if chunked else jax.jit(epoch, donate_argnums=0).lower(
+        state, dev, hyper, data_key, epoch_number).compile()
+    seconds = time.perf_counter() - t0
+
+    def evaluate() -> Any:
+        return jax.jit(make_evaluate(config)).lower(state.params, dev.x_test, dev.y_test,
+                                                    hyper).compile()
+
+    evaluate = evaluate() if later is None else Deferred(later.submit(_timed, evaluate))
+    return Programs(dev, num_classes, init, epoch, evaluate, probe, seconds, chunks)
 
 
 class Compiling(NamedTuple):
@@ -237,18 +267,21 @@ def start(config: Config, diagnose: bool, chunked: bool = False) -> Compiling:
     shape = data.expected_shape(config.dataset or "mnist")
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxmlp-compile")
     future = pool.submit(compile_programs, config, device_shapes(config, shape),
-                         shape.num_classes, diagnose, chunked)
+                         shape.num_classes, diagnose, chunked, pool)
     return Compiling(config, diagnose, future, pool, chunked)
 
 
 def ready(compiling: Compiling, dev: DeviceData, num_classes: int) -> Programs:
     """The programs for the data that was loaded: those compiled in the background when they
-    fit its shapes, else compiled now. Waits for the background compile either way, so no
-    thread is left behind (and an error there is raised here)."""
+    fit its shapes, else compiled now. Waits for the background compile of all but the
+    evaluation either way (an error there is raised here); the evaluation goes on compiling in
+    that thread, which ends when it is done."""
     try:
         programs = compiling.future.result()
-    finally:
-        compiling.pool.shutdown(wait=True)
+    except BaseException:
+        stop(compiling)
+        raise
+    compiling.pool.shutdown(wait=False)
     if programs.dev == shapes_of(dev) and programs.num_classes == num_classes:
         return programs
     return compile_programs(compiling.config, shapes_of(dev), num_classes, compiling.diagnose,
@@ -259,4 +292,4 @@ def stop(compiling: Compiling) -> None:
     """Abandon a background compile (the run failed before it was needed): wait for the thread
     to end without raising what it raised."""
     compiling.future.cancel()
-    compiling.pool.shutdown(wait=True)
+    compiling.pool.shutdown(wait=True, cancel_futures=True)

@@ -395,6 +395,8 @@ def run(config: Config, out: str | Path | None = None, *, resume: bool = False,
         with stopping.deferred("epoch"):
             state, history = train_epochs(p, epoch_fn, p.programs.evaluate, recorder, end,
                                           progress=progress, plots=plots)
+        if isinstance(p.programs.evaluate, programs.Deferred):  # compiled during epoch 1
+            times["evaluate_compile_seconds"] = p.programs.evaluate.seconds
         if history and not finite(state.params):  # whatever produced them: diverged
             raise Diverged(f"the parameters after epoch {history[-1]['epoch']} hold non-finite "
                            "values (NaN or inf) although the loss stayed finite: the run "

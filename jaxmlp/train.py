@@ -109,10 +109,12 @@ def format_summary(s: dict[str, Any], page: str = "") -> str:
              if resumed else f"train {s['train_seconds']:.2f}")
     wall = (f"wall {s['wall_seconds']:.2f} (this session, after epoch {resumed})" if resumed
             else f"wall {s['wall_seconds']:.2f}")
+    later = s.get("evaluate_compile_seconds")
+    evaluation = f" + {later:.2f} (the evaluation, during epoch 1)" if later is not None else ""
     lines = [
         *result_lines(s),
         f"seconds: data {s['data_seconds']:.2f}, compile {s['compile_seconds']:.2f} (alongside "
-        f"the data), {train}, {wall}",
+        f"the data){evaluation}, {train}, {wall}",
     ]
     t = s.get("train_seconds_to_98pct")
     if t is not None:
