@@ -11,8 +11,9 @@ three-hidden-layer MLP, probed at initialisation and after the first 100 updates
   not depend on the image at all.
 
 For he, glorot and lecun the scale multiplies the scheme's standard deviation; for `normal` it
-IS the standard deviation (normal with scale 1 is the naive `randn` initialisation). The scale is
-traced, so each (scheme, activation) pair is one program for all four scales and every seed.
+IS the standard deviation (normal with scale 1 is the naive `randn` initialisation). The scheme
+and the scale are traced and the activation is picked per run (`jaxmlp.pick`), so the whole
+grid, every seed included, is one program.
 
     python experiments/sweep_init.py [--quick] [--out DIR] [--data-dir DIR]
 """

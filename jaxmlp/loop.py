@@ -29,10 +29,11 @@ import numpy as np
 import optax
 
 from jaxmlp import data, fast
-from jaxmlp.config import Config, ConfigError
+from jaxmlp.config import INITS, Config, ConfigError
 from jaxmlp.data.preprocess import permute_pixels
 from jaxmlp.losses import Batch, LossAux, Reductions, loss_fn, num_outputs, predict_labels
 from jaxmlp.model import Dropout, Params, init_mlp, layer_sizes
+from jaxmlp.pick import Options, Pick, activation_index, loss_index
 
 # --- 1. what a run is a function of ---------------------------------------------------------------
 
@@ -41,20 +42,31 @@ class Hyper(NamedTuple):
     """Numeric settings that enter the compiled program as values, not constants.
 
     Changing them does not recompile, and `jax.vmap` can batch runs over them. Inputs reach the
-    network as `pixels * input_scale + input_shift` (see `data.input_affine`). The dropout
+    network as `pixels * input_scale + input_shift` (see `data.input_affine`). The
+    initialisation scheme is an index into a table of each layer's std under every scheme
+    (`model.init_mlp`), so runs with different schemes share one program. The dropout
     rates only take effect where the program has dropout in it (`dropout_layers`). The two
     reductions are 1 for a mean and 0 for a sum (`losses.Reduction`), so runs with either share
-    one program. `hyper_from_config` is the one place they are set.
+    one program. `loss` and `activation` are read only by a program built for several
+    (`pick.Options`, a sweep's); every other program has its configuration's compiled in.
+    `hyper_from_config` is the one place they are set.
     """
 
     learning_rate: jax.Array
     input_scale: jax.Array
     input_shift: jax.Array
+    init: jax.Array  # the scheme's index in `config.INITS` (a whole number, as every value here)
     init_scale: jax.Array
     dropout: jax.Array  # of hidden activations, while training
     input_dropout: jax.Array  # of input pixels, while training
     class_mean: jax.Array  # 1: the class reduction is a mean, 0: a sum
     example_mean: jax.Array  # 1: the example reduction is a mean, 0: a sum
+    loss: jax.Array  # the (output, error) pair's index in `pick.LOSS_CHOICES`
+    activation: jax.Array  # the activation's index in `config.ACTIVATIONS`
+
+    def pick(self, options: Options | None) -> Pick | None:
+        """The run's choices in a program built for `options` (None: the configuration's)."""
+        return Pick(options, self.loss, self.activation) if options else None
 
     @property
     def reductions(self) -> Reductions:
@@ -126,9 +138,10 @@ def hyper_from_config(config: Config, x_train: np.ndarray) -> Hyper:
     """The `Hyper` values a configuration asks for (the input affine map needs the training set)."""
     scale, shift = data.input_affine(config.input_scale, x_train)
     f32 = np.float32
-    return Hyper(f32(config.learning_rate), f32(scale), f32(shift), f32(config.init_scale),
-                 f32(config.dropout), f32(config.input_dropout),
-                 f32(config.class_reduction == "mean"), f32(config.example_reduction == "mean"))
+    return Hyper(f32(config.learning_rate), f32(scale), f32(shift), f32(INITS.index(config.init)),
+                 f32(config.init_scale), f32(config.dropout), f32(config.input_dropout),
+                 f32(config.class_reduction == "mean"), f32(config.example_reduction == "mean"),
+                 f32(loss_index(config)), f32(activation_index(config)))
 
 
 def dropout_layers(config: Config) -> tuple[bool, bool]:
@@ -231,7 +244,7 @@ def initial_state(
     tx = make_optimizer(config, steps_per_epoch(config, num_train), hyper.learning_rate)
     init_key, data_key = run_keys(key)
     sizes = model_sizes(config, num_inputs, num_classes)
-    params = init_mlp(init_key, sizes, config.init, hyper.init_scale)
+    params = init_mlp(init_key, sizes, hyper.init, hyper.init_scale)
     return TrainState(params, tx.init(params)), data_key, tx
 
 
@@ -243,16 +256,18 @@ def scale_inputs(pixels: jax.Array, hyper: Hyper) -> jax.Array:
 
 
 def loss_and_grad(params: Params, batch: Batch, config: Config, reductions: Reductions,
-                  drop: Dropout | None = None) -> tuple[tuple[jax.Array, LossAux], Params]:
+                  drop: Dropout | None = None, pick: Pick | None = None
+                  ) -> tuple[tuple[jax.Array, LossAux], Params]:
     """((loss, aux), gradient) as the training step computes them: `losses.loss_fn` with the
     reductions as values and `fast.dense` for each layer, differentiated by
     `jax.value_and_grad`. The gradient `python -m jaxmlp.gradcheck` checks."""
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    return grad_fn(params, batch, config, drop, reductions=reductions, dense=fast.dense)
+    return grad_fn(params, batch, config, drop, reductions=reductions, dense=fast.dense,
+                   pick=pick)
 
 
-def make_step(config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None
-              ) -> StepFn:
+def make_step(config: Config, tx: optax.GradientTransformation, stats: StatsFn | None = None,
+              picks: Options | None = None) -> StepFn:
     """`step(state, batch, hyper, i=0, key=None) -> (state, StepMetrics)`: one update.
 
     The gradient is `loss_and_grad`'s, with the run's reductions (`hyper`). With `stats`, the
@@ -261,7 +276,8 @@ def make_step(config: Config, tx: optax.GradientTransformation, stats: StatsFn |
 
     Dropout (`config.dropout`, `config.input_dropout` above 0; see `dropout_layers`) needs the
     step's own `key` (`make_epoch` passes fold_in(epoch key, i)); the training accuracy is then
-    that of the thinned network the step trained.
+    that of the thinned network the step trained. `picks`: the choices of the runs of a program
+    built for several (`jaxmlp.pick`), each run's read from its `hyper`.
     """
     drop_inputs, drop_hidden = dropout_layers(config)
 
@@ -278,12 +294,13 @@ def make_step(config: Config, tx: optax.GradientTransformation, stats: StatsFn |
 
     def step(state: TrainState, batch: Batch, hyper: Hyper, i: jax.Array | int = 0,
              key: jax.Array | None = None) -> tuple[TrainState, StepMetrics]:
+        pick = hyper.pick(picks)
         (loss, aux), grads = loss_and_grad(state.params, batch, config, hyper.reductions,
-                                           draw(key, hyper))
+                                           draw(key, hyper), pick)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         logits = aux.forward.logits
-        accuracy = jnp.mean(predict_labels(logits, config) == batch.y)
+        accuracy = jnp.mean(predict_labels(logits, config, pick) == batch.y)
         extra = None
         if stats is not None:
             extra = stats(StepValues(grads, updates, aux.forward.post, loss,
@@ -366,7 +383,7 @@ def make_epoch(config: Config, tx: optax.GradientTransformation, step: StepFn | 
 
 
 def make_evaluate(
-    config: Config, chunk: int = 2000
+    config: Config, chunk: int = 2000, picks: Options | None = None
 ) -> Callable[[Params, jax.Array, jax.Array, Hyper], tuple[jax.Array, jax.Array]]:
     """`evaluate(params, pixels, labels, hyper) -> (mean per-example loss, accuracy)`.
 
@@ -387,14 +404,15 @@ def make_evaluate(
 
         def one(args: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             x, y, m = args
+            pick = hyper.pick(picks)
             _, aux = loss_fn(params, Batch(scale_inputs(x, hyper), y), config,
-                             reductions=hyper.reductions)
+                             reductions=hyper.reductions, pick=pick)
             loss = jnp.sum(jnp.where(m, aux.per_example, 0.0))
-            correct = jnp.sum(m & (predict_labels(aux.forward.logits, config) == y))
+            correct = jnp.sum(m & (predict_labels(aux.forward.logits, config, pick) == y))
             return loss, correct
 
-        losses, corrects = jax.lax.map(one, (xs, ys, mask))
-        return jnp.sum(losses) / n, jnp.sum(corrects) / n
+        sums, corrects = jax.lax.map(one, (xs, ys, mask))
+        return jnp.sum(sums) / n, jnp.sum(corrects) / n
 
     return evaluate
 
@@ -408,6 +426,7 @@ def make_train(
     *,
     step_stats: StatsFn | None = None,
     probe: ProbeFn | None = None,
+    picks: Options | None = None,
 ) -> Callable[[jax.Array, DeviceData, Hyper], tuple[TrainState, RunMetrics]]:
     """`train(key, data, hyper) -> (final state, per-epoch RunMetrics)`: a whole run, pure.
 
@@ -424,13 +443,14 @@ def make_train(
 
     `step_stats` is handed to `make_step` (its results land in `RunMetrics.step_stats`);
     `probe(params, data, hyper)` measures the parameters at initialisation and after every epoch
-    (`RunMetrics.probe`). Neither changes the parameters.
+    (`RunMetrics.probe`). Neither changes the parameters. `picks`: the losses and activations
+    of the runs a sweep's program trains, when they differ (`jaxmlp.pick`).
     """
 
     def train(key: jax.Array, dev: DeviceData, hyper: Hyper) -> tuple[TrainState, RunMetrics]:
         state, data_key, tx = initial_state(key, config, dev, hyper, num_classes)
-        epoch = make_epoch(config, tx, make_step(config, tx, step_stats))
-        evaluate = make_evaluate(config)
+        epoch = make_epoch(config, tx, make_step(config, tx, step_stats, picks))
+        evaluate = make_evaluate(config, picks=picks)
         initial = probe(state.params, dev, hyper) if probe is not None else None
 
         def one_epoch(state: TrainState, e: jax.Array) -> tuple[TrainState, RunMetrics]:

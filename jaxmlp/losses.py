@@ -9,7 +9,8 @@
 `loss_fn(params, batch, config) -> (loss, aux)` composes them with the model:
 `jax.grad(lambda p: loss_fn(p, batch, config)[0])` is the whole of backpropagation. Everything
 here is a pure function of arrays, so every combination can be jitted, differentiated and
-vmapped; the reductions may be traced values, so sum and mean share one compiled program.
+vmapped; the reductions may be traced values, so sum and mean share one compiled program, and
+so may the loss itself (`jaxmlp.pick`), so that a sweep's runs with different losses share one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import optax
 from jaxmlp import model
 from jaxmlp.config import Config
 from jaxmlp.model import Dense, Dropout, Forward, Params
+from jaxmlp.pick import Pick, with_loss
 
 # Guard for divisions and logarithms of values that can reach 0 or go negative. Its size is chosen
 # to be visible: a clamped log reads -log(1e-7) = 16.12, so a loss stuck at 16.1 (or a multiple
@@ -137,13 +139,18 @@ def reduce_examples(per_example: jax.Array, reduction: Reduction) -> jax.Array:
 
 
 def per_example_loss(logits: jax.Array, labels: jax.Array, config: Config,
-                     class_reduction: Reduction | None = None) -> jax.Array:
+                     class_reduction: Reduction | None = None, pick: Pick | None = None
+                     ) -> jax.Array:
     """l_i, shape (batch,): each example's errors reduced over classes (`class_reduction`,
-    default `config.class_reduction`).
+    default `config.class_reduction`), with `config`'s loss or the one `pick` picks
+    (`jaxmlp.pick`).
 
     For softmax cross-entropy this is `optax.softmax_cross_entropy_with_integer_labels` (which
     computes the sum over classes), divided by the class reduction's divisor.
     """
+    if pick is not None:
+        return with_loss(lambda c: per_example_loss(logits, labels, c, class_reduction), config,
+                         pick)
     reduction = config.class_reduction if class_reduction is None else class_reduction
     softmax_ce = config.error == "cross_entropy" and config.output == "softmax"
     if config.targets == "onehot" and softmax_ce:
@@ -167,20 +174,21 @@ class LossAux(NamedTuple):
 
 
 def loss_fn(params: Params, batch: Batch, config: Config, drop: Dropout | None = None, *,
-            reductions: Reductions | None = None, dense: Dense = model.dense
-            ) -> tuple[jax.Array, LossAux]:
+            reductions: Reductions | None = None, dense: Dense = model.dense,
+            pick: Pick | None = None) -> tuple[jax.Array, LossAux]:
     """The scalar loss of the MLP `params` on `batch`, and what it was computed from.
 
     This is the objective: the training step differentiates it
     (`jax.value_and_grad(loss_fn, has_aux=True)`), `python -m jaxmlp.gradcheck` checks that
     gradient against finite differences and a hand-written NumPy backprop. `reductions`
     defaults to the configuration's; `drop` and `dense` are the training step's (dropout, and
-    `jaxmlp.fast.dense`).
+    `jaxmlp.fast.dense`); `pick`, the run's loss and activation in a program built for
+    several (a sweep's: `jaxmlp.pick`).
     """
     if reductions is None:
         reductions = Reductions(config.class_reduction, config.example_reduction)
-    fwd = model.forward(params, batch.x, config.activation, drop, dense)
-    per_example = per_example_loss(fwd.logits, batch.y, config, reductions.classes)
+    fwd = model.forward(params, batch.x, config.activation, drop, dense, pick)
+    per_example = per_example_loss(fwd.logits, batch.y, config, reductions.classes, pick)
     return reduce_examples(per_example, reductions.examples), LossAux(per_example, fwd)
 
 
@@ -206,13 +214,15 @@ def _uniform_guess(config: Config, num_classes: int) -> jax.Array:
     return jnp.mean(per_example_loss(logits, jnp.arange(num_classes), config))
 
 
-def predict_labels(logits: jax.Array, config: Config) -> jax.Array:
+def predict_labels(logits: jax.Array, config: Config, pick: Pick | None = None) -> jax.Array:
     """The predicted class: the largest output, or the rounded single output for integer targets.
 
     For one-hot targets the transform is monotone for softmax but not for sum_normalize (dividing
     by a negative sum reverses the order), so the argmax is taken over the predictions actually
-    trained, not the logits.
+    trained, not the logits (`pick`: those of the run's loss, in a sweep program that picks).
     """
+    if pick is not None:
+        return with_loss(lambda c: predict_labels(logits, c), config, pick)
     if config.targets == "integer":
         return jnp.clip(jnp.round(logits[:, 0]), 0, jnp.iinfo(jnp.int32).max).astype(jnp.int32)
     return jnp.argmax(predictions(logits, config.output), axis=-1).astype(jnp.int32)

@@ -19,6 +19,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxmlp.config import INITS
+from jaxmlp.pick import Pick, activation_fn
 
 Params = list[dict[str, jax.Array]]
 Dense = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -38,6 +42,8 @@ _VARIANCE_SCALING = {
     "glorot": (1.0, "fan_avg"),
     "lecun": (1.0, "fan_in"),
 }
+# The schemes in the order of `config.INITS`, whose index a traced `init` is.
+INIT_SCHEMES = INITS
 
 
 # --- initialisation -----------------------------------------------------------------------------
@@ -46,7 +52,7 @@ _VARIANCE_SCALING = {
 def init_mlp(
     key: jax.Array,
     layer_sizes: Sequence[int],
-    init: str = "he",
+    init: str | jax.Array = "he",
     scale: float | jax.Array = 1.0,
     dtype: jnp.dtype = jnp.float32,
 ) -> Params:
@@ -54,46 +60,54 @@ def init_mlp(
 
     Weights: `he`, `glorot`, `lecun` draw from a normal with the scheme's std (times `scale`);
     `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
-    `scale` may be a traced value, so a sweep can vmap over initialisation scales.
+    `scale` may be a traced value, so a sweep can vmap over initialisation scales; so may
+    `init`, as a scheme's index in `INIT_SCHEMES` (`loop.Hyper.init`): each layer's std is then
+    read from a table of every scheme's, and runs with different schemes share one program.
 
     One compiled program (`_init`), called from Python or inlined into a caller's program; the
     layers' normal numbers are consecutive pieces of one draw from `key`.
     """
-    if init not in (*_VARIANCE_SCALING, "normal"):
+    if isinstance(init, str) and init not in INIT_SCHEMES:
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
     shapes = tuple((int(a), int(b)) for a, b in itertools.pairwise(layer_sizes))
     if not shapes:
         return []
-    return _init(key, jnp.asarray(scale, dtype), shapes, init, jnp.dtype(dtype))
+    table = std_table(shapes, dtype)
+    stds = (table[:, INIT_SCHEMES.index(init)] if isinstance(init, str)
+            else jnp.asarray(table)[:, jnp.asarray(init, jnp.int32)])
+    return _init(key, jnp.asarray(scale, dtype), stds, shapes, jnp.dtype(dtype))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def _init(key: jax.Array, scale: jax.Array, shapes: tuple[tuple[int, int], ...], init: str,
-          dtype: jnp.dtype) -> Params:
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _init(key: jax.Array, scale: jax.Array, stds: jax.Array,
+          shapes: tuple[tuple[int, int], ...], dtype: jnp.dtype) -> Params:
     """Every layer's weights from one flat draw of N(0, 1) numbers, cut in turn to each layer's
-    size, scaled by its scheme's std and reshaped. One draw compiles one threefry kernel whatever
-    the depth (XLA:CPU compiles those rounds slowly, and a 2-D draw of a (fan_in, 10) array
-    slower still: benchmarks/README.md, "Cold compilation")."""
+    size, scaled by its std (`stds[l]`) and reshaped. One draw compiles one threefry kernel
+    whatever the depth (XLA:CPU compiles those rounds slowly, and a 2-D draw of a (fan_in, 10)
+    array slower still: benchmarks/README.md, "Cold compilation")."""
     sizes = [fan_in * fan_out for fan_in, fan_out in shapes]
     normals = jax.random.normal(key, (sum(sizes),), dtype)
     params, start = [], 0
-    for (fan_in, fan_out), size in zip(shapes, sizes, strict=True):
-        w = normals[start:start + size] * _std(init, fan_in, fan_out, dtype) * scale
+    for layer, ((fan_in, fan_out), size) in enumerate(zip(shapes, sizes, strict=True)):
+        w = normals[start:start + size] * stds[layer] * scale
         params.append({"w": w.reshape(fan_in, fan_out), "b": jnp.zeros((fan_out,), dtype)})
         start += size
     return params
 
 
-def _std(init: str, fan_in: int, fan_out: int, dtype: jnp.dtype) -> jax.Array:
-    """The scheme's weight std before `scale`, as `jax.nn.initializers.variance_scaling(gain,
-    mode, "normal")` computes it (`normal`: 1)."""
-    if init == "normal":
-        return jnp.asarray(1.0, dtype)
-    return jnp.sqrt(jnp.asarray(_variance(init, fan_in, fan_out), dtype))
+def std_table(shapes: Sequence[tuple[int, int]], dtype: jnp.dtype = jnp.float32) -> np.ndarray:
+    """(layers, schemes): each layer's weight std before `scale` under each of `INIT_SCHEMES`,
+    as `jax.nn.initializers.variance_scaling(gain, mode, "normal")` computes it (`normal`: 1);
+    the square root is taken in `dtype`, correctly rounded, as XLA takes it."""
+    variances = [[_variance(init, fan_in, fan_out) for init in INIT_SCHEMES]
+                 for fan_in, fan_out in shapes]
+    return np.sqrt(np.asarray(variances, dtype))
 
 
 def _variance(init: str, fan_in: int, fan_out: int) -> float:
     """The weight variance before `scale`, computed as `variance_scaling` computes it."""
+    if init == "normal":
+        return 1.0
     gain, mode = _VARIANCE_SCALING[init]
     return gain / (fan_in if mode == "fan_in" else (fan_in + fan_out) / 2)
 
@@ -151,14 +165,16 @@ class Forward(NamedTuple):
 
 
 def forward(params: Params, x: jax.Array, activation: str = "relu",
-            drop: Dropout | None = None, dense: Dense = dense) -> Forward:
+            drop: Dropout | None = None, dense: Dense = dense, pick: Pick | None = None
+            ) -> Forward:
     """The MLP on inputs `x` of shape (batch, features): every hidden layer is
     `activation(x @ w + b)`, the last is linear, because turning outputs into probabilities is
     the loss's business (see `jaxmlp.losses`).
 
     `drop`: dropout on the inputs and on each hidden layer's output, for training.
-    `dense`: how each layer computes `x @ w + b` (`jaxmlp.fast.dense` in the training step)."""
-    act = ACTIVATIONS[activation]
+    `dense`: how each layer computes `x @ w + b` (`jaxmlp.fast.dense` in the training step).
+    `pick`: the run's activation, in a program built for several (`jaxmlp.pick`)."""
+    act = activation_fn(activation, pick, ACTIVATIONS)
     pre, post = [], []
     x = _maybe_drop(drop, drop.inputs if drop else None, 0, x)
     for i, layer in enumerate(params):

@@ -30,6 +30,7 @@ from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, StepValues, scale_inputs
 from jaxmlp.losses import Batch, Reduction, per_example_loss, predict_labels, predictions
 from jaxmlp.model import ACTIVATIONS, Params, forward
+from jaxmlp.pick import Options, Pick, activation_fn, activation_value, with_loss
 
 # --- definitions: every probe is one of these numbers ---------------------------------------------
 
@@ -204,12 +205,14 @@ def _all_zero(values: jax.Array) -> jax.Array:
 
 
 def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int = 10,
-                class_reduction: Reduction | None = None) -> ProbeStats:
+                class_reduction: Reduction | None = None, pick: Pick | None = None
+                ) -> ProbeStats:
     """Statistics of `params` on the probe `batch`: `model.forward` only (`class_reduction`:
-    the loss's, default the configuration's)."""
-    act = ACTIVATIONS[config.activation]
-    threshold = FLAT_SLOPE * MAX_SLOPE[config.activation]
-    fwd = forward(params, batch.x, config.activation)
+    the loss's, default the configuration's; `pick`: the run's loss and activation in a
+    program built for several, `jaxmlp.pick`)."""
+    act = activation_fn(config.activation, pick, ACTIVATIONS)
+    threshold = FLAT_SLOPE * activation_value(config.activation, pick, MAX_SLOPE)
+    fwd = forward(params, batch.x, config.activation, pick=pick)
     logits = fwd.logits
     stuck_units, pairs = [], []
     blind = jnp.zeros(batch.x.shape[0], bool)
@@ -221,8 +224,9 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
         pairs.append(flat)
         blind = blind | jnp.all(flat, axis=1)
     n = batch.x.shape[0]
-    p = predictions(logits, config.output) if config.targets == "onehot" else logits
-    labels = predict_labels(logits, config)
+    p = with_loss(lambda c: predictions(logits, c.output) if c.targets == "onehot" else logits,
+                  config, pick)
+    labels = predict_labels(logits, config, pick)
     counts = jnp.bincount(jnp.clip(labels, 0, num_classes - 1), length=num_classes)
     units = sum(s.shape[0] for s in stuck_units)
     nan = jnp.float32(jnp.nan)  # no hidden layer: no units to be stuck
@@ -246,7 +250,7 @@ def probe_stats(params: Params, batch: Batch, config: Config, num_classes: int =
         negative_predictions=jnp.mean(jnp.any(p < 0, axis=-1)),
         top_class_share=jnp.max(counts) / n,
         top_class=jnp.argmax(counts).astype(jnp.int32),
-        loss=jnp.mean(per_example_loss(logits, batch.y, config, class_reduction)),
+        loss=jnp.mean(per_example_loss(logits, batch.y, config, class_reduction, pick)),
         accuracy=jnp.mean(labels == batch.y),
     )
 
@@ -257,8 +261,10 @@ def probe_batch(dev: DeviceData, hyper: Hyper) -> Batch:
     return Batch(scale_inputs(dev.x_train[:n], hyper), dev.y_train[:n])
 
 
-def make_probe(config: Config, num_classes: int = 10
+def make_probe(config: Config, num_classes: int = 10, picks: Options | None = None
                ) -> Callable[[Params, DeviceData, Hyper], ProbeStats]:
-    """`probe(params, data, hyper) -> ProbeStats` on the probe batch (for `loop.make_train`)."""
+    """`probe(params, data, hyper) -> ProbeStats` on the probe batch (for `loop.make_train`;
+    `picks`: its runs' choices, `jaxmlp.pick`)."""
     return lambda params, dev, hyper: probe_stats(params, probe_batch(dev, hyper), config,
-                                                  num_classes, hyper.class_mean)
+                                                  num_classes, hyper.class_mean,
+                                                  hyper.pick(picks))

@@ -29,6 +29,7 @@ from jaxmlp import checkpoint, data, loop, probes, rundir, runner, stats, sweep
 from jaxmlp.config import Config
 from jaxmlp.losses import Batch
 from jaxmlp.sweep import cli as sweep_cli
+from jaxmlp.sweep import program as sweep_program
 from jaxmlp.sweep.tables import panels_by
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +52,8 @@ def dataset(shared_data_dir: Path) -> data.Dataset:
 
 
 def small_spec(base: Config, **kw) -> sweep.SweepSpec:
-    """2 structures (the error) x 2 learning rates x 3 seeds = 12 runs."""
+    """2 losses (the error: one program, which picks each run's) x 2 learning rates x 3 seeds
+    = 12 runs."""
     grid = kw.pop("grid", {"error": ["cross_entropy", "mse"], "learning_rate": [0.01, 0.1]})
     return sweep.make_spec(base, grid, seeds=kw.pop("seeds", 3), test_subset=TEST_SUBSET, **kw)
 
@@ -86,7 +88,9 @@ def test_each_run_equals_make_train_alone(whole: sweep.SweepResult, dataset: dat
                                           ) -> None:
     """Run i of the vmapped sweep = `make_train(config)` jitted for that run alone, seed for
     seed. One jitted function per structure: the learning rate reaches it through `Hyper`, as
-    `make_train` documents, so its 6 runs need not compile 6 times."""
+    `make_train` documents, so its 6 runs need not compile 6 times. The sweep trains both
+    errors in one program that picks each run's (`losses.Pick`); alone, each run's program
+    has its own error only."""
     dev = _dev(dataset, whole.spec.base)
     x_train = np.asarray(dev.x_train)
     alone_fns: dict = {}
@@ -249,7 +253,7 @@ def test_two_structures_times_lrs_times_seeds_compile_two_programs(
     """2 structural variants x 4 learning rates x 8 seeds = 64 runs: 2 XLA compilations of the
     training program, counted by JAX's own compilation events."""
     structure = dataclasses.replace(base, hidden=(7,))  # not compiled by any other test
-    grid = {"error": ["cross_entropy", "mse"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
+    grid = {"optimizer": ["sgd", "momentum"], "learning_rate": [0.01, 0.03, 0.1, 0.3]}
     cache = sweep.ProgramCache()  # shared by both sweeps
     r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=8), tmp_path / "a",
                         progress=False, plots=False, programs=cache)
@@ -286,6 +290,61 @@ def test_sum_and_mean_share_one_program(base: Config, dataset: data.Dataset,
                             f"run {run.index}")
     finals = {float(res["train_loss"][-1]) for res in r.results}
     assert len(finals) == len(r.runs)  # four reductions x two seeds: all different
+
+
+def test_losses_activations_and_inits_share_one_program(
+        base: Config, dataset: data.Dataset, compiled: list[str], tmp_path: Path) -> None:
+    """Every output x error x two activations: one group, one compiled program, which picks
+    each run's loss and activation (`jaxmlp.pick`: a select under vmap); each run, probes
+    included, trains as its own configuration does alone, in a program with its own loss and
+    activation only (the plain path this one replaces). Then runs of one of those losses with
+    two initialisations (an index into a table of stds): the stored program serves them,
+    nothing compiles, and each trains as it does alone. Integer targets (one output) stay a
+    structure of their own."""
+    structure = dataclasses.replace(base, hidden=(5,))  # not compiled by any other test
+    grid = {"output": ["softmax", "sum_normalize", "none"], "error": ["cross_entropy", "mse"],
+            "activation": ["relu", "tanh"]}
+    cache = sweep.ProgramCache()
+    r = sweep.run_sweep(small_spec(structure, grid=grid, seeds=1, probes=True), tmp_path / "a",
+                        progress=False, plots=False, programs=cache)
+    assert r.record["num_groups"] == 1 and r.record["programs_compiled"] == 1
+    assert len([n for n in compiled if n == "jit(train_runs)"]) == 1
+    shown = r.record["programs"][0]["structure"]
+    assert shown["losses"] == [[o, e] for o in grid["output"] for e in grid["error"]]
+    assert shown["activations"] == grid["activation"] and "activation" not in shown
+    dev = _dev(dataset, structure)
+    x = np.asarray(dev.x_train)
+    probe_keys = [f"{p}_{w}" for p in sweep.PROBES for w in ("init", "final")]
+
+    def check_alone(result: sweep.SweepResult, run: sweep.Run) -> None:
+        config = run.config
+        alone = jax.jit(loop.make_train(config, probe=probes.make_probe(config)))
+        _, m = alone(jax.random.key(run.seed), dev, loop.hyper_from_config(config, x))
+        mine = {k: np.asarray(getattr(m, k)) for k in sweep.RESULT_FIELDS}
+        assert_same_metrics(result.results[run.index], mine, f"run {run.index}")
+        probe = sweep_program.probe_columns(m.probe)
+        for k in probe_keys:
+            np.testing.assert_allclose(result.results[run.index][k], probe[k], rtol=LOSS_RTOL,
+                                       atol=1e-6, err_msg=f"run {run.index}: {k}")
+
+    for run in r.runs:
+        check_alone(r, run)
+    finals = {float(res["train_loss"][-1]) for res in r.results}
+    assert len(finals) == len(r.runs)  # twelve losses and activations: all different
+    one = dataclasses.replace(structure, output="none", error="mse", activation="tanh")
+    again = sweep.run_sweep(small_spec(one, grid={"init": ["he", "normal"]},
+                                       seeds=list(range(6)), probes=True),
+                            tmp_path / "b", progress=False, plots=False, programs=cache)
+    assert again.record["programs_compiled"] == 0
+    assert again.record["programs"][0]["reused_from_cache"] is True
+    first = next(x for x in r.runs if (x.config.output, x.config.error, x.config.activation)
+                 == ("none", "mse", "tanh"))
+    same = next(x for x in again.runs if (x.config.init, x.config.seed) == ("he", 0))
+    for k in (*sweep.RESULT_FIELDS, *probe_keys):  # the same program: the same numbers
+        np.testing.assert_array_equal(again.results[same.index][k], r.results[first.index][k])
+    check_alone(again, next(x for x in again.runs if x.config.init == "normal"))
+    integer = dataclasses.replace(structure, targets="integer", output="none", error="mse")
+    assert sweep.shared_key(integer) != sweep.shared_key(structure)
 
 
 # --- sharding, chunking, resuming -----------------------------------------------------------------
@@ -328,19 +387,19 @@ def test_sharded_over_four_devices_equals_one_device(base: Config, tmp_path: Pat
 
 def test_chunked_equals_unchunked(base: Config, whole: sweep.SweepResult, tmp_path: Path
                                   ) -> None:
-    # 6 runs per structure in chunks of at most 4: 4 + 2 (the 2 padded to 4).
+    # 12 runs of one program in chunks of at most 4: 4 + 4 + 4.
     chunked = sweep.run_sweep(small_spec(base), tmp_path, progress=False, max_parallel=4,
                               plots=False)
-    assert chunked.record["num_chunks"] == 4
+    assert chunked.record["num_chunks"] == 3
     assert all(p["runs_per_call"] == 4 for p in chunked.record["programs"])
     for a, b in zip(chunked.results, whole.results, strict=True):
         assert_same_metrics(a, b, "chunked")
-    assert len(list((tmp_path / sweep.CHUNKS).glob("chunk-*.npz"))) == 4
+    assert len(list((tmp_path / sweep.CHUNKS).glob("chunk-*.npz"))) == 3
 
 
 def test_interrupted_sweep_resumes_without_retraining(base: Config, whole: sweep.SweepResult,
                                                       tmp_path: Path) -> None:
-    spec = small_spec(base)  # chunks of 4 + 2 per structure, as in the chunked test
+    spec = small_spec(base)  # chunks of 4 + 4 + 4, as in the chunked test
     first = sweep.run_sweep(spec, tmp_path, progress=False, max_parallel=4, max_chunks=2,
                             plots=False)
     assert not first.complete and len(first.trained_chunks) == 2
@@ -355,7 +414,7 @@ def test_interrupted_sweep_resumes_without_retraining(base: Config, whole: sweep
     for name, mtime in files.items():  # finished chunks untouched
         assert (tmp_path / sweep.CHUNKS / name).stat().st_mtime_ns == mtime
     sessions = second.record["sessions"]
-    assert [s["runs_trained"] for s in sessions] == [6, 6]
+    assert [s["runs_trained"] for s in sessions] == [8, 4]
     for a, b in zip(second.results, whole.results, strict=True):
         assert_same_metrics(a, b, "resumed")
     # Once more: everything is on disk, nothing is trained, the outputs are rewritten.
@@ -505,11 +564,13 @@ schedule = "constant"
 learning_rate = [0.05, 0.1]
 """)
     code, out, err = _cli(["--spec", str(spec), "--out", str(tmp_path / "o"), "--no-progress",
-                           "--grid", "activation=relu,tanh"], capsys)
+                           "--grid", "hidden=[[8], [4]]", "--grid", "activation=relu,tanh"],
+                          capsys)
     assert code == 0, err
     summary = list(csv.DictReader(open(tmp_path / "o" / "summary.csv")))
-    assert len(summary) == 4 and summary[0]["activation"] == "relu"
+    assert len(summary) == 8 and summary[0]["activation"] == "relu"
     record = json.loads((tmp_path / "o" / sweep.SWEEP_JSON).read_text())
+    # Two widths, two structures; the activations share each one's program.
     assert record["max_parallel"] == 4 and record["num_groups"] == 2
     assert "toml sweep" in out
 

@@ -52,13 +52,16 @@ from __future__ import annotations
 
 from jaxmlp.sweep.datasets import DataCache, sweep_data
 from jaxmlp.sweep.plan import (
+    PICKED_FIELDS,
     TRACED_FIELDS,
     Chunk,
     Run,
     chunk_size,
+    group_key,
     group_runs,
     plan_chunks,
     plan_runs,
+    shared_key,
     structural_key,
 )
 from jaxmlp.sweep.program import (
@@ -109,14 +112,14 @@ from jaxmlp.sweep.tables import (
 from jaxmlp.sweep.trajectories import compare_trajectories
 
 __all__ = [
-    "CHUNKS", "COMPILE_MODES", "DEFAULT_CACHE_BYTES", "FAST_CPU_OPTIONS", "PROBES",
-    "RESULT_FIELDS", "SWEEP_JSON", "TRACED_FIELDS", "Chunk", "DataCache", "Program",
+    "CHUNKS", "COMPILE_MODES", "DEFAULT_CACHE_BYTES", "FAST_CPU_OPTIONS", "PICKED_FIELDS",
+    "PROBES", "RESULT_FIELDS", "SWEEP_JSON", "TRACED_FIELDS", "Chunk", "DataCache", "Program",
     "ProgramCache", "Run", "Session", "SpecError", "SweepError", "SweepResult", "SweepSpec",
     "Variant", "auto_runs_per_batch", "chunk_size", "compare_trajectories", "compiler_options",
-    "execute", "format_value", "generic_findings", "get_program", "group_runs", "key_data",
-    "last_level_cache_bytes", "make_program", "make_spec",
-    "place_data", "plan_chunks", "plan_runs", "read_spec_file",
-    "results_columns", "results_rows", "run_mesh", "run_step_bytes", "run_summary", "run_sweep",
-    "spec_from_dict", "stack_hypers", "structural_key", "summarize", "summary_markdown",
-    "sweep_data", "train_runs", "validate_spec", "write_findings", "write_outputs",
+    "execute", "format_value", "generic_findings", "get_program", "group_key", "group_runs",
+    "key_data", "last_level_cache_bytes", "make_program", "make_spec", "place_data", "plan_chunks",
+    "plan_runs", "read_spec_file", "results_columns", "results_rows", "run_mesh", "run_step_bytes",
+    "run_summary", "run_sweep", "shared_key", "spec_from_dict", "stack_hypers", "structural_key",
+    "summarize", "summary_markdown", "sweep_data", "train_runs", "validate_spec", "write_findings",
+    "write_outputs",
 ]

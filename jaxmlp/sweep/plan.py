@@ -1,6 +1,7 @@
 """The plan of a sweep: its runs (variant x seed), grouped by structure and data (one compiled
-program each, shared by groups that differ only in their data), and each group cut into chunks
-of at most `max_parallel` runs."""
+program each, shared by groups that differ only in their data; runs that differ only in their
+loss or activation share one, which picks each run's), and each group cut into chunks of at
+most `max_parallel` runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from jaxmlp import pick
 from jaxmlp.config import Config
 from jaxmlp.loop import dropout_layers
 from jaxmlp.sweep.datasets import LOADED_FIELDS
@@ -16,9 +18,10 @@ from jaxmlp.sweep.spec import SweepSpec
 
 # Settings that reach the program as traced values (see `loop.Hyper`); every other field of
 # `Config` is structural. `input_scale` is a name, but it becomes a traced (scale, shift) pair;
-# the reductions are names, but each becomes a traced 0/1 (sum/mean) value. The dropout rates
-# are traced, but whether each is above 0 is structural (`loop.dropout_layers`).
-TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init_scale", "dropout",
+# `init` is a name, but it becomes an index into a table of stds (`model.init_mlp`); the
+# reductions are names, but each becomes a traced 0/1 (sum/mean) value. The dropout rates are
+# traced, but whether each is above 0 is structural (`loop.dropout_layers`).
+TRACED_FIELDS = ("seed", "learning_rate", "input_scale", "init", "init_scale", "dropout",
                  "input_dropout", "class_reduction", "example_reduction")
 # The rate a structural key keeps for dropout that is on: any rate in (0, 1) builds the same
 # program, the run's own rate arrives in its `Hyper`.
@@ -47,9 +50,37 @@ def structural_key(config: Config) -> Config:
     """The configuration with its traced settings blanked: equal keys share one program."""
     inputs, hidden = dropout_layers(config)
     return dataclasses.replace(config, seed=0, learning_rate=1.0, input_scale="unit",
-                               init_scale=1.0, dropout=_DROPOUT_ON if hidden else 0.0,
+                               init="he", init_scale=1.0,
+                               dropout=_DROPOUT_ON if hidden else 0.0,
                                input_dropout=_DROPOUT_ON if inputs else 0.0,
                                class_reduction="sum", example_reduction="mean")
+
+
+# Settings runs may differ in and still share one program, which then computes every run's own
+# choice, picked by its `Hyper` (`jaxmlp.pick`): the loss's output and error, the activation.
+# Each option costs the program a few elementwise operations; a program of its own costs seconds
+# of compiling. The targets stay structural: they set the number of outputs.
+PICKED_FIELDS = pick.FIELDS
+_BLANK = {"output": "softmax", "error": "cross_entropy", "activation": "relu"}
+
+
+def shared_key(config: Config) -> Config:
+    """`structural_key` with the picked settings left out (the loss only for one-hot targets):
+    runs with equal shared keys train in one program (`group_key`)."""
+    key = structural_key(config)
+    fields = PICKED_FIELDS if config.targets == "onehot" else ("activation",)
+    return dataclasses.replace(key, **{f: _BLANK[f] for f in fields})
+
+
+def group_key(configs: Sequence[Config]) -> Config:
+    """The structure of a group's program: its runs' `structural_key`, with the settings they
+    differ in (`pick.options_of`, which the program picks per run) left out."""
+    key, options = structural_key(configs[0]), pick.options_of(configs)
+    if options is None:
+        return key
+    blank = ((("output", "error") if options.losses else ())
+             + (("activation",) if options.activations else ()))
+    return dataclasses.replace(key, **{f: _BLANK[f] for f in blank})
 
 
 # Settings that only choose the data: which set, which of its examples, which pixel order. The
@@ -72,11 +103,19 @@ def data_choice(config: Config) -> tuple:
 
 def group_runs(runs: Sequence[Run]) -> list[tuple[Config, list[int]]]:
     """Runs grouped by structure (data included), in order of first appearance: one call of a
-    compiled program each; groups with equal `program_key`s share the program."""
-    groups: dict[Config, list[int]] = {}
+    compiled program each; groups with equal `program_key`s share the program. Runs that differ
+    only in their loss or activation are one group (`shared_key`), keyed by `group_key`; its
+    program picks each run's (`group_options`)."""
+    groups: dict[Config, list[Run]] = {}
     for r in runs:
-        groups.setdefault(structural_key(r.config), []).append(r.index)
-    return list(groups.items())
+        groups.setdefault(shared_key(r.config), []).append(r)
+    return [(group_key([r.config for r in rs]), [r.index for r in rs])
+            for rs in groups.values()]
+
+
+def group_options(runs: Sequence[Run], ids: Sequence[int]) -> pick.Options | None:
+    """What a group's program picks among (`pick.options_of` its runs `ids`)."""
+    return pick.options_of([runs[i].config for i in ids])
 
 
 class Chunk(NamedTuple):

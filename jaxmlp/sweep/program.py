@@ -19,11 +19,12 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxmlp import pick
 from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, hyper_from_config, make_train, model_sizes
 from jaxmlp.probes import ProbeStats, make_probe
 from jaxmlp.sizes import run_bytes as run_step_bytes  # what a run touches every step
-from jaxmlp.sweep.plan import TRACED_FIELDS, chunk_size, program_key, structural_key
+from jaxmlp.sweep.plan import TRACED_FIELDS, chunk_size, group_key, program_key, shared_key
 from jaxmlp.sweep.spec import SpecError
 
 RESULT_FIELDS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -70,6 +71,7 @@ def make_program(
     probes: bool = False,
     keep_params: bool = False,
     runs_per_batch: int | None = None,
+    picks: pick.Options | None = None,
 ) -> Callable[[jax.Array, DeviceData, Hyper], dict[str, jax.Array]]:
     """`train_runs(key_data, dev, hypers) -> per-run results`: `make_train(config)` over runs.
 
@@ -83,10 +85,11 @@ def make_program(
     `auto_runs_per_batch`.
 
     `probes`: each run also reports the four probes of `probe_columns`, at initialisation and
-    after the last epoch.
+    after the last epoch. `picks`: the runs' losses and activations, when they differ
+    (`jaxmlp.pick`): each run's `Hyper` picks its own.
     """
-    probe = make_probe(config, num_classes) if probes else None
-    train = make_train(config, num_classes, probe=probe)
+    probe = make_probe(config, num_classes, picks) if probes else None
+    train = make_train(config, num_classes, probe=probe, picks=picks)
 
     def one(key_data: jax.Array, dev: DeviceData, hyper: Hyper) -> dict[str, jax.Array]:
         key = jax.random.wrap_key_data(key_data)
@@ -219,6 +222,18 @@ class ProgramCache:
         """The compiled program stored under `key` (a KeyError if there is none)."""
         return self._compiled[key]
 
+    def serving(self, key: tuple) -> tuple | None:
+        """The key of a stored program that trains what `key` (structure, picks, the rest of
+        `get_program`'s key) asks for: `key` itself, or one of the same shared structure that
+        picks among every choice `key`'s runs make (each run's `Hyper` picks its own, so it
+        trains them too). None: nothing stored serves it."""
+        if key in self._compiled:
+            return key
+        shared = shared_key(key[0])
+        return next((k for k in self._compiled
+                     if k[1] and k[2:] == key[2:] and shared_key(k[0]) == shared
+                     and pick.serves(k[1], k[0], key[1], key[0])), None)
+
     def put(self, key: tuple, compiled: Any) -> None:
         self._compiled[key] = compiled
 
@@ -242,13 +257,13 @@ def _runs_per_batch(config: Config, dev: DeviceData, mesh: Mesh, local: int, num
 
 
 def _compile(config: Config, dev: DeviceData, size: int, mesh: Mesh, num_classes: int,
-             probes: bool, keep_params: bool, batch: int, options: dict[str, Any] | None
-             ) -> Any:
+             probes: bool, keep_params: bool, batch: int, options: dict[str, Any] | None,
+             picks: pick.Options | None) -> Any:
     """`make_program` for `size` runs, sharded over `mesh` and compiled (a jax.stages.Compiled)."""
     runs = NamedSharding(mesh, P("runs"))
     replicated = NamedSharding(mesh, P())
     per_device = jax.shard_map(
-        make_program(program_key(config), num_classes, probes, keep_params, batch),
+        make_program(config, num_classes, probes, keep_params, batch, picks),
         mesh=mesh, in_specs=(P("runs"), P(), P("runs")), out_specs=P("runs"),
         # Runs never communicate, so there is nothing for the replication check to prove, and
         # it cannot see through model._affine's custom gradient (whose bias gradient it would
@@ -276,27 +291,33 @@ def get_program(
     keep_params: bool = False,
     compile_mode: str = "default",
     runs_per_batch: int | None = None,
+    picks: pick.Options | None = None,
 ) -> Program:
     """The compiled program for `size` runs of `config`'s structure, from `cache` if it is
     there (and put there once compiled; no cache: compiled afresh). `dev` only lends its shapes
     and dtypes.
 
     Each device of `mesh` trains its share of the runs (`jax.shard_map`: no communication
-    between runs), `runs_per_batch` at a time (default: `auto_runs_per_batch`).
+    between runs), `runs_per_batch` at a time (default: `auto_runs_per_batch`). `picks`: what
+    the runs differ in among the picked settings (`plan.group_options`; `config` is then their
+    `plan.group_key`), which the program picks per run. A stored program that picks among
+    more serves too (`ProgramCache.serving`).
     """
     options = compiler_options(compile_mode, mesh)
+    config = program_key(config)
     batch = _runs_per_batch(config, dev, mesh, size // mesh.devices.size, num_classes,
                             runs_per_batch)
     key_shape = jax.random.key_data(jax.random.key(0)).shape
     dev_shapes = tuple((x.shape, str(x.dtype)) for x in dev)
-    cache_key = (program_key(config), num_classes, probes, keep_params, size, batch,
+    cache_key = (config, picks, num_classes, probes, keep_params, size, batch,
                  key_shape, dev_shapes, tuple(d.id for d in mesh.devices.flat),
                  tuple(sorted((options or {}).items())))
-    if cache is not None and cache_key in cache:
-        return Program(cache.get(cache_key), 0.0, True, batch)
+    found = None if cache is None else cache.serving(cache_key)
+    if found is not None:
+        return Program(cache.get(found), 0.0, True, batch)
     t0 = time.perf_counter()
     compiled = _compile(config, dev, size, mesh, num_classes, probes, keep_params, batch,
-                        options)
+                        options, picks)
     seconds = time.perf_counter() - t0
     if cache is not None:
         cache.put(cache_key, compiled)
@@ -354,18 +375,19 @@ def train_runs(
     cache: ProgramCache | None = None,
 ) -> dict[str, Any]:
     """Train configurations of one structure (each with its own seed, learning rate, input
-    scaling, init scale, dropout rates) as one sharded program, all at once. For tests and
-    custom experiments; `run_sweep` is the same path with chunks, files and statistics around
-    it. `cache`: where the program is looked up and kept (see `get_program`)."""
-    keys = {structural_key(c) for c in configs}
+    scaling, initialisation, dropout rates, loss) as one sharded program, all at once. For tests
+    and custom experiments; `run_sweep` is the same path with chunks, files and statistics
+    around it. `cache`: where the program is looked up and kept (see `get_program`)."""
+    keys = {shared_key(c) for c in configs}
     if len(keys) != 1:
         raise SpecError("train_runs needs configurations that differ only in traced settings "
-                        f"({', '.join(TRACED_FIELDS)})")
+                        f"({', '.join(TRACED_FIELDS)}) and in their loss and activation")
     mesh = run_mesh(devices)
     size = chunk_size(len(configs), None, mesh.devices.size)
-    program = get_program(configs[0], dev, size, mesh, cache=cache, num_classes=num_classes,
+    program = get_program(group_key(configs), dev, size, mesh, cache=cache,
+                          num_classes=num_classes,
                           probes=probes, keep_params=keep_params, compile_mode=compile_mode,
-                          runs_per_batch=runs_per_batch)
+                          runs_per_batch=runs_per_batch, picks=pick.options_of(configs))
     x_train = np.asarray(dev.x_train) if x_train is None else x_train
     hypers = [hyper_from_config(c, x_train) for c in configs]
     return execute(program, [c.seed for c in configs], hypers, place_data(dev, mesh), mesh, size)

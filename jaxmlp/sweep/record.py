@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from jaxmlp.config import Config
 from jaxmlp.sweep.datasets import DataCache
-from jaxmlp.sweep.plan import TRACED_FIELDS, Chunk, Run
+from jaxmlp.sweep.plan import TRACED_FIELDS, Chunk, Run, group_options
 from jaxmlp.sweep.program import Program
 from jaxmlp.sweep.spec import SweepSpec
 from jaxmlp.versions import versions
@@ -87,6 +87,13 @@ def _programs(spec: SweepSpec, runs: Sequence[Run], groups: Sequence[tuple[Confi
     old_programs = (old or {}).get("programs", [])
     for g, (key, run_ids) in enumerate(groups):
         structure = {k: v for k, v in key.to_dict().items() if k not in TRACED_FIELDS}
+        picks = group_options(runs, run_ids)  # one program for several: each run picks its own
+        if picks and picks.losses:
+            structure = {k: v for k, v in structure.items() if k not in ("output", "error")}
+            structure["losses"] = [list(pair) for pair in picks.losses]
+        if picks and picks.activations:
+            structure.pop("activation")
+            structure["activations"] = list(picks.activations)
         variants = sorted({runs[i].variant for i in run_ids})
         program = {
             "program": g,

@@ -20,7 +20,15 @@ from jaxmlp import faults, sizes, stopping
 from jaxmlp.config import Config, check_against_data
 from jaxmlp.loop import DeviceData, hyper_from_config, model_sizes
 from jaxmlp.sweep.datasets import DataCache, sweep_data
-from jaxmlp.sweep.plan import Chunk, Run, data_choice, group_runs, plan_chunks, plan_runs
+from jaxmlp.sweep.plan import (
+    Chunk,
+    Run,
+    data_choice,
+    group_options,
+    group_runs,
+    plan_chunks,
+    plan_runs,
+)
 from jaxmlp.sweep.program import (
     ProgramCache,
     compiler_options,
@@ -282,7 +290,8 @@ def start_compiling(pool: concurrent.futures.Executor, spec: SweepSpec, plan: Pl
             futures[c.group] = pool.submit(
                 get_program, plan.groups[c.group][0], group_data[c.group][0], c.size, plan.mesh,
                 cache=opts.programs, num_classes=num_classes[c.group], probes=spec.probes,
-                compile_mode=opts.compile_mode, runs_per_batch=opts.runs_per_batch)
+                compile_mode=opts.compile_mode, runs_per_batch=opts.runs_per_batch,
+                picks=group_options(plan.runs, plan.groups[c.group][1]))
     return futures
 
 
