@@ -3,16 +3,14 @@
 Read top to bottom:
 
 1. `Hyper`, `DeviceData`, `TrainState`: the values a run is a function of.
-2. `make_optimizer`: optax, with the learning rate stored in the optimizer state, so it is a
-   traced value (a sweep can vmap over it) instead of a constant baked into the program.
-3. `make_step` / `make_epoch`: one update differentiates `losses.loss_fn`, the objective
+2. `make_step` / `make_epoch`: one update differentiates `losses.loss_fn`, the objective
    `python -m jaxmlp.gradcheck` checks, with `jaxmlp.fast.dense` for each layer's product; one
    epoch is a `lax.scan` of steps (`make_steps`, which a chunk of an epoch runs too) over
    minibatches drawn on the device (`epoch_order`, the one shuffle), with no host
    synchronisation inside. `make_step(config, tx, stats)` also returns
    per-step statistics (`jaxmlp.probes` has the ones `--diagnose` records), so diagnostics reuse
    this loop. Dropout (training only) draws step i's masks from fold_in(epoch key, i).
-4. `make_train(config) -> train(key, data, hyper)`: a whole run (init, epochs, evaluation) as one
+3. `make_train(config) -> train(key, data, hyper)`: a whole run (init, epochs, evaluation) as one
    pure function of a PRNG key, to `jit` or `vmap` over seeds and hyperparameters.
 
 Nothing here prints, writes files or waits for the device: that is `jaxmlp.runner`'s job.
@@ -33,6 +31,7 @@ from jaxmlp.config import INITS, Config, ConfigError
 from jaxmlp.data.preprocess import permute_pixels
 from jaxmlp.losses import Batch, LossAux, Reductions, loss_fn, num_outputs, predict_labels
 from jaxmlp.model import Dropout, Params, init_mlp, layer_sizes
+from jaxmlp.optim import make_optimizer
 from jaxmlp.pick import Options, Pick, activation_index, loss_index
 
 # --- 1. what a run is a function of ---------------------------------------------------------------
@@ -180,50 +179,6 @@ def model_sizes(config: Config, num_inputs: int, num_classes: int = 10) -> list[
     return layer_sizes(num_inputs, config.hidden, num_outputs(config, num_classes))
 
 
-# --- 2. the optimizer -----------------------------------------------------------------------------
-
-
-def make_optimizer(config: Config, num_steps_per_epoch: int, learning_rate: jax.Array | float
-                   ) -> optax.GradientTransformation:
-    """The optax optimizer with its schedule. `learning_rate` (the peak; traced in a sweep) goes
-    into the optimizer state at `init`, and every `update` reads it from there:
-    `optax.inject_hyperparams` rebuilds the transformation from `opt_state.hyperparams` on every
-    update, so one compiled step serves every learning rate.
-
-    Weight decay is decoupled for every optimizer: each step also moves every weight by
-    -lr x weight_decay x weight, outside the gradient, so neither momentum nor Adam's scaling
-    sees it (AdamW for adam; SGDW, Loshchilov & Hutter 2019, for sgd and momentum).
-    """
-    total = config.epochs * num_steps_per_epoch
-    warmup = round(config.warmup_epochs * num_steps_per_epoch)
-
-    # The schedule's shape peaks at 1 and is scaled by the (traced) peak learning rate: optax's
-    # schedule constructors branch on their peak value in Python, so it cannot be traced there.
-    if config.schedule == "constant":
-        shape = optax.constant_schedule(1.0)
-    elif config.schedule == "cosine":
-        shape = optax.cosine_decay_schedule(1.0, max(total, 1))
-    else:
-        shape = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, max(total, warmup + 1))
-
-    def build(learning_rate: jax.Array) -> optax.GradientTransformation:
-        def lr(count: jax.Array) -> jax.Array:
-            return learning_rate * shape(count)
-
-        if config.optimizer == "adam":
-            if config.weight_decay:
-                return optax.adamw(lr, weight_decay=config.weight_decay)
-            return optax.adam(lr)
-        momentum = config.momentum if config.optimizer == "momentum" else None
-        if not config.weight_decay:
-            return optax.sgd(lr, momentum=momentum)
-        return optax.chain(optax.trace(decay=momentum) if momentum else optax.identity(),
-                           optax.add_decayed_weights(config.weight_decay),
-                           optax.scale_by_learning_rate(lr))
-
-    return optax.inject_hyperparams(build)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
-
-
 def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Split a run's key into (init key, data key); epoch e shuffles with fold_in(data key, e).
 
@@ -248,7 +203,7 @@ def initial_state(
     return TrainState(params, tx.init(params)), data_key, tx
 
 
-# --- 3. one step, one epoch -----------------------------------------------------------------------
+# --- 2. one step, one epoch -----------------------------------------------------------------------
 
 
 def scale_inputs(pixels: jax.Array, hyper: Hyper) -> jax.Array:
@@ -417,7 +372,7 @@ def make_evaluate(
     return evaluate
 
 
-# --- 4. a whole run as one function ---------------------------------------------------------------
+# --- 3. a whole run as one function ---------------------------------------------------------------
 
 
 def make_train(

@@ -72,19 +72,20 @@ def init_mlp(
     shapes = tuple((int(a), int(b)) for a, b in itertools.pairwise(layer_sizes))
     if not shapes:
         return []
-    table = std_table(shapes, dtype)
-    stds = (table[:, INIT_SCHEMES.index(init)] if isinstance(init, str)
-            else jnp.asarray(table)[:, jnp.asarray(init, jnp.int32)])
-    return _init(key, jnp.asarray(scale, dtype), stds, shapes, jnp.dtype(dtype))
+    index = INIT_SCHEMES.index(init) if isinstance(init, str) else init
+    return _init(key, jnp.asarray(scale, dtype), jnp.asarray(index, jnp.int32),
+                 std_table(shapes, dtype), shapes, jnp.dtype(dtype))
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _init(key: jax.Array, scale: jax.Array, stds: jax.Array,
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _init(key: jax.Array, scale: jax.Array, index: jax.Array, table: jax.Array,
           shapes: tuple[tuple[int, int], ...], dtype: jnp.dtype) -> Params:
     """Every layer's weights from one flat draw of N(0, 1) numbers, cut in turn to each layer's
-    size, scaled by its std (`stds[l]`) and reshaped. One draw compiles one threefry kernel
-    whatever the depth (XLA:CPU compiles those rounds slowly, and a 2-D draw of a (fan_in, 10)
-    array slower still: benchmarks/README.md, "Cold compilation")."""
+    size, scaled by its std under scheme `index` (`table[l, index]`) and reshaped. One draw
+    compiles one threefry kernel whatever the depth (XLA:CPU compiles those rounds slowly, and
+    a 2-D draw of a (fan_in, 10) array slower still: benchmarks/README.md, "Cold
+    compilation")."""
+    stds = table[:, index]
     sizes = [fan_in * fan_out for fan_in, fan_out in shapes]
     normals = jax.random.normal(key, (sum(sizes),), dtype)
     params, start = [], 0

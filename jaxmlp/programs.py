@@ -40,11 +40,11 @@ from jaxmlp.loop import (
     initial_state,
     make_epoch,
     make_evaluate,
-    make_optimizer,
     make_step,
     make_steps,
     steps_per_epoch,
 )
+from jaxmlp.optim import make_optimizer
 
 # About this many training examples per chunk of a chunked epoch: a chunk of MNIST at batch 128
 # is 128 steps, long enough that launching it and reading its metrics cost next to nothing.

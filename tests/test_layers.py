@@ -16,7 +16,7 @@ LAYERS = (
                     "jaxmlp.stats", "jaxmlp.numpy_mlp", "jaxmlp.versions", "jaxmlp.data",
                     "jaxmlp.compilation", "jaxmlp.faults", "jaxmlp.stopping", "jaxmlp.sizes",
                     "jaxmlp.floor")),
-    ("maths", ("jaxmlp.pick", "jaxmlp.model", "jaxmlp.fast", "jaxmlp.losses")),
+    ("maths", ("jaxmlp.pick", "jaxmlp.model", "jaxmlp.fast", "jaxmlp.losses", "jaxmlp.optim")),
     ("loop", ("jaxmlp.loop",)),
     ("measurements", ("jaxmlp.probes", "jaxmlp.overfit", "jaxmlp.gradcheck", "jaxmlp.reference")),
     ("rows, words, folder", ("jaxmlp.diagnostics", "jaxmlp.report", "jaxmlp.rundir")),
