@@ -61,7 +61,7 @@ def compilations(base: Config) -> int:
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
         spec = sweep.make_spec(dataclasses.replace(base, hidden=(17,)),
-                               {"activation": ["relu", "tanh"],
+                               {"optimizer": ["sgd", "momentum"],
                                 "learning_rate": [0.01, 0.03, 0.1, 0.3]}, seeds=8,
                                test_subset=500)
         with tempfile.TemporaryDirectory() as d:
