@@ -61,7 +61,7 @@ def structural_key(config: Config) -> Config:
 # Each option costs the program a few elementwise operations; a program of its own costs seconds
 # of compiling. The targets stay structural: they set the number of outputs.
 PICKED_FIELDS = pick.FIELDS
-_BLANK = {"output": "softmax", "error": "cross_entropy", "activation": "relu"}
+_BLANK = {name: Config.__dataclass_fields__[name].default for name in PICKED_FIELDS}
 
 
 def shared_key(config: Config) -> Config:
