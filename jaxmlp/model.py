@@ -42,8 +42,6 @@ _VARIANCE_SCALING = {
     "glorot": (1.0, "fan_avg"),
     "lecun": (1.0, "fan_in"),
 }
-# The schemes in the order of `config.INITS`, whose index a traced `init` is.
-INIT_SCHEMES = INITS
 
 
 # --- initialisation -----------------------------------------------------------------------------
@@ -61,18 +59,18 @@ def init_mlp(
     Weights: `he`, `glorot`, `lecun` draw from a normal with the scheme's std (times `scale`);
     `normal` draws from N(0, scale^2), the naive choice a first MLP often makes. Biases start at 0.
     `scale` may be a traced value, so a sweep can vmap over initialisation scales; so may
-    `init`, as a scheme's index in `INIT_SCHEMES` (`loop.Hyper.init`): each layer's std is then
+    `init`, as a scheme's index in `config.INITS` (`loop.Hyper.init`): each layer's std is then
     read from a table of every scheme's, and runs with different schemes share one program.
 
     One compiled program (`_init`), called from Python or inlined into a caller's program; the
     layers' normal numbers are consecutive pieces of one draw from `key`.
     """
-    if isinstance(init, str) and init not in INIT_SCHEMES:
+    if isinstance(init, str) and init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose he, glorot, lecun or normal")
     shapes = tuple((int(a), int(b)) for a, b in itertools.pairwise(layer_sizes))
     if not shapes:
         return []
-    index = INIT_SCHEMES.index(init) if isinstance(init, str) else init
+    index = INITS.index(init) if isinstance(init, str) else init
     return _init(key, jnp.asarray(scale, dtype), jnp.asarray(index, jnp.int32),
                  std_table(shapes, dtype), shapes, jnp.dtype(dtype))
 
@@ -97,10 +95,10 @@ def _init(key: jax.Array, scale: jax.Array, index: jax.Array, table: jax.Array,
 
 
 def std_table(shapes: Sequence[tuple[int, int]], dtype: jnp.dtype = jnp.float32) -> np.ndarray:
-    """(layers, schemes): each layer's weight std before `scale` under each of `INIT_SCHEMES`,
+    """(layers, schemes): each layer's weight std before `scale` under each of `config.INITS`,
     as `jax.nn.initializers.variance_scaling(gain, mode, "normal")` computes it (`normal`: 1);
     the square root is taken in `dtype`, correctly rounded, as XLA takes it."""
-    variances = [[_variance(init, fan_in, fan_out) for init in INIT_SCHEMES]
+    variances = [[_variance(init, fan_in, fan_out) for init in INITS]
                  for fan_in, fan_out in shapes]
     return np.sqrt(np.asarray(variances, dtype))
 
