@@ -3,6 +3,7 @@ with the distance between their parameters after every update (`compare_trajecto
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -13,6 +14,7 @@ from jaxmlp.config import Config
 from jaxmlp.loop import DeviceData, Hyper, epoch_order, initial_state, make_step, scale_inputs
 from jaxmlp.losses import Batch
 from jaxmlp.model import Params
+from jaxmlp.sweep.plan import program_key
 from jaxmlp.sweep.program import key_data
 
 
@@ -36,6 +38,22 @@ def compare_trajectories(
     for field in ("batch_size", "epochs", "hidden", "init", "activation", "train_subset"):
         if getattr(config_a, field) != getattr(config_b, field):
             raise ValueError(f"compare_trajectories needs the same {field} in both configs")
+    # Configurations that differ only in traced settings (learning rate, reductions, input
+    # scale...) share one compiled program, as a sweep's runs do: the pair's structures are
+    # static, their Hypers and the data arguments.
+    diff, size, params = jax.device_get(_lockstep(
+        program_key(config_a), program_key(config_b), num_classes,
+        jnp.asarray(key_data(seeds)), dev, hyper_a, hyper_b))
+    return {"max_abs_diff": np.asarray(diff), "max_abs_param": np.asarray(size),
+            "final_params_a": params}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _lockstep(config_a: Config, config_b: Config, num_classes: int, keys: jax.Array,
+              dev: DeviceData, hyper_a: Hyper, hyper_b: Hyper
+              ) -> tuple[jax.Array, jax.Array, Params]:
+    """Every seed's (max |a - b|, max |a|) per update and final parameters of a: the program
+    of `compare_trajectories`, compiled once per pair of structures (`plan.program_key`)."""
     n = dev.x_train.shape[0]
 
     def one(kd: jax.Array) -> tuple[jax.Array, jax.Array, Params]:
@@ -64,7 +82,4 @@ def compare_trajectories(
                                              jnp.arange(config_a.epochs))
         return diff.reshape(-1), size.reshape(-1), sa.params
 
-    fn = jax.jit(jax.vmap(one))
-    diff, size, params = jax.device_get(fn(jnp.asarray(key_data(seeds))))
-    return {"max_abs_diff": np.asarray(diff), "max_abs_param": np.asarray(size),
-            "final_params_a": params}
+    return jax.vmap(one)(keys)
