@@ -121,3 +121,22 @@ def test_bench_lab_smoke_times_a_live_run_and_its_command(tmp_path: Path) -> Non
     assert result["settings"] == {"dataset": "moons", "epochs": "3"}
     assert len(result["epochs_timed"]["lab"]) == len(result["epochs_timed"]["command"]) == 2
     assert result["ratio"] > 0
+
+
+def test_bench_programs_smoke_compiles_a_sweep_program_and_reads_xla_log(
+        tmp_path: Path) -> None:
+    """One sweep program compiled in a fresh process: its kernels counted from the optimised
+    program and, with `--kernels`, its slowest kernels read from XLA:CPU's compile log."""
+    result = _run("benchmarks.bench_programs", ["--kernels", "2"], tmp_path)
+    ((name, (m,)),) = result["programs"].items()
+    assert name == "sweep_loss: integer target"
+    assert m["kernels"] > 10 and m["seconds"] > 0
+    assert len(m["slowest"]) == 2 and all(s.endswith(" ms") for s in m["slowest"])
+
+
+def test_bench_programs_pairs_two_checkouts_round_by_round() -> None:
+    from benchmarks.bench_programs import table
+
+    ours = {"p": [{"seconds": s, "kernels": 90} for s in (1.0, 2.0, 9.0)]}
+    theirs = {"p": [{"seconds": s, "kernels": 90} for s in (2.0, 1.0, 3.0)]}
+    assert "| p | 90 | 2.00 s | 2.00 s | 2.00 |" in table(["p"], ours, theirs)
