@@ -12,11 +12,13 @@ each compiled alone in a fresh process, from shapes (no data is read).
 cores with one that trains; this times each program with the machine to itself, so that a change
 to one program is seen without that noise. Each program is compiled as its command compiles it:
 the default run's initial state, epoch and evaluation as `jaxmlp.programs.compile_programs`
-does, a sweep's as `jaxmlp.sweep.get_program` does for the experiment's group (its runs per
-call, on one CPU device per core, with the commands' XLA options). "kernels" counts the fusions
-and other kernels in XLA's optimised program. `--vs CHECKOUT` compiles every program again with
-that checkout's jaxmlp, right after this one's (A B A B ...), and adds the paired ratio; the
-checkout must have this one's `programs` and `sweep` API (7cec728 or later). `--kernels N` turns
+does; an experiment's sweep programs from the spec its `spec_of` builds at the default budget,
+planned into groups and compiled as `jaxmlp.sweep.run_sweep` does (every run of a group in one
+call, the spec's probes, the group's picks, one CPU device per core, the commands' XLA
+options). "kernels" counts the fusions and other kernels in XLA's optimised program.
+`--vs CHECKOUT` compiles every program again with that checkout's jaxmlp (and this checkout's
+experiment specs), right after this one's (A B A B ...), and adds the paired ratio; that
+jaxmlp must have this one's `programs` and `sweep` API (7cec728 or later). `--kernels N` turns
 on XLA:CPU's compile log (`TF_CPP_VMODULE=ir_compiler=1`) and lists, per program, the N kernels
 LLVM spent longest on: where a program's seconds go.
 """
@@ -24,7 +26,7 @@ LLVM spent longest on: where a program's seconds go.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import json
 import os
 import re
@@ -36,18 +38,33 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import _common as common
-from jaxmlp import compilation, data, pick, programs, sweep
+from jaxmlp import compilation, data, programs, sweep
 from jaxmlp.config import Config
-from jaxmlp.loop import DeviceData
+from jaxmlp.sweep.plan import group_options
 
-# Each experiment's groups at its default budget (see the experiment's BUDGETS and spec).
-OVERFIT = [(n, h) for n in (10, 100, 1000) for h in ((16,), (128,), (512, 512))]
-OVERFIT_UPDATES = {10: 150, 100: 200, 1000: 600}
 FAMILIES = ("train", "overfit_small", "sweep_loss")
 KERNEL_LOG = re.compile(r"Compiled LLVM module: (\S+) time: ([\d.]+) (ms|s|us)")
+HERE = Path(__file__).resolve().parent.parent  # the checkout this file is in
+
+
+def _experiment(name: str) -> Any:
+    """experiments/NAME.py of this file's checkout, as a module. Appended to the import path,
+    so that jaxmlp still comes from the checkout being measured (its folder comes first)."""
+    for folder in (HERE, HERE / "experiments"):
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    return importlib.import_module(name)
+
+
+def _groups(name: str) -> tuple[Any, list[Any], list[tuple[Config, list[int]]]]:
+    """(spec, runs, groups) of experiment `name`'s sweep at its default budget: the spec its
+    `spec_of` builds, planned as `sweep.run_sweep` plans it."""
+    module = _experiment(name)
+    spec = module.spec_of(module.BUDGETS["default"], None)
+    runs = sweep.plan_runs(spec)
+    return spec, runs, sweep.group_runs(runs)
 
 
 def _programs(family: str) -> list[tuple[str, Any]]:
@@ -55,11 +72,13 @@ def _programs(family: str) -> list[tuple[str, Any]]:
     tracing, lowering and compiling, kernels)."""
     if family == "train":
         return [("train: initial state + epoch + evaluation", _train)]
-    if family == "overfit_small":
-        return [(f"overfit_small: {n} images, {'-'.join(map(str, (784, *h, 10)))}",
-                 lambda n=n, h=h: _overfit(n, h)) for n, h in OVERFIT]
-    return [("sweep_loss: six one-hot losses, one program", lambda: _loss(False)),
-            ("sweep_loss: integer target", lambda: _loss(True))]
+    spec, runs, groups = _groups(family)
+    out = []
+    for g, (_, ids) in enumerate(groups):
+        names = list(dict.fromkeys(spec.variants[runs[i].variant].name for i in ids))
+        label = names[0] + (f" and {len(names) - 1} more, one program" if len(names) > 1 else "")
+        out.append((f"{family}: {label}", lambda g=g: _sweep(family, g)))
+    return out
 
 
 def _kernels(compiled: Any) -> int:
@@ -76,39 +95,23 @@ def _train() -> tuple[float, int]:
     return time.perf_counter() - t0, sum(_kernels(f) for f in (p.init, p.epoch, p.evaluate))
 
 
-def _sweep(configs: list[Any], runs: int, num_test: int) -> tuple[float, int]:
-    """The program of a sweep group of `configs` (one per variant), `runs` runs per call."""
-    mesh = sweep.run_mesh()
-    size = sweep.chunk_size(runs, None, mesh.devices.size)
-    n = configs[0].train_subset
+def _sweep(name: str, group: int) -> tuple[float, int]:
+    """Group `group`'s program of experiment `name`, compiled as `sweep.run_sweep` compiles it
+    (every run of the group in one call, the spec's probes, the group's picks), for MNIST's
+    shapes."""
+    spec, runs, groups = _groups(name)
+    config, ids = groups[group]
+    shape = data.expected_shape("mnist")
+    dev = programs.device_shapes(config, shape)
+    test = min(spec.test_subset or shape.num_test, shape.num_test)
     sds = jax.ShapeDtypeStruct
-    dev = DeviceData(sds((n, 784), np.uint8), sds((n,), jnp.int32),
-                     sds((num_test, 784), np.uint8), sds((num_test,), jnp.int32))
-    program = sweep.get_program(sweep.group_key(configs), dev, size, mesh,
-                                picks=pick.options_of(configs))
+    dev = dev._replace(x_test=sds((test, shape.features), shape.dtype),
+                       y_test=sds((test,), jnp.int32))
+    mesh = sweep.run_mesh()
+    program = sweep.get_program(config, dev, sweep.chunk_size(len(ids), None, mesh.devices.size),
+                                mesh, num_classes=shape.num_classes, probes=spec.probes,
+                                picks=group_options(runs, ids))
     return program.seconds, _kernels(program.compiled)
-
-
-def _base(**kw: Any) -> Any:
-    return Config(dataset="mnist", optimizer="adam", learning_rate=1e-3, schedule="constant",
-                  **kw)
-
-
-def _overfit(n: int, hidden: tuple[int, ...]) -> tuple[float, int]:
-    batch = min(n, 100)
-    config = _base(train_subset=n, batch_size=batch, hidden=hidden,
-                   epochs=OVERFIT_UPDATES[n] // (n // batch))
-    return _sweep([config], runs=5, num_test=1000)
-
-
-def _loss(integer: bool) -> tuple[float, int]:
-    base = _base(train_subset=20_000, batch_size=64, hidden=(64,), epochs=5)
-    if integer:
-        return _sweep([dataclasses.replace(base, targets="integer", output="none",
-                                           error="mse")], runs=8, num_test=10_000)
-    configs = [dataclasses.replace(base, output=o, error=e)
-               for o in ("softmax", "sum_normalize", "none") for e in ("cross_entropy", "mse")]
-    return _sweep(configs, runs=48, num_test=10_000)
 
 
 def child(family: str, index: int) -> None:

@@ -103,38 +103,40 @@ def seconds_per_update(config: Config, test_subset: int, updates: int,
     return float(np.median(times)) / updates
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, C.summary(__doc__), argv)
-    b = BUDGETS[args.mode]
-    started = time.perf_counter()
-    base = C.mnist(args.data_dir, optimizer="adam", learning_rate=LR, schedule="constant")
-    variants, configs = [], {}
+def spec_of(b: Budget, data_dir: str | None) -> sweep.SweepSpec:
+    """The sweep: a variant per (data size, network), `b.seeds` seeds each."""
+    base = C.mnist(data_dir, optimizer="adam", learning_rate=LR, schedule="constant")
+    variants = []
     for n, max_updates in zip(b.sizes, b.max_updates, strict=True):
         epochs = max_updates // (n // batch_size(n))
-        for hidden in b.hidden:
-            v = {"name": name_of(n, hidden), "train_subset": n, "batch_size": batch_size(n),
-                 "epochs": epochs, "hidden": hidden}
-            variants.append(v)
-            configs[v["name"]] = dataclasses.replace(
-                base, **{k: v for k, v in v.items() if k != "name"})
-    spec = sweep.make_spec(
+        variants += [{"name": name_of(n, hidden), "train_subset": n,
+                      "batch_size": batch_size(n), "epochs": epochs, "hidden": hidden}
+                     for hidden in b.hidden]
+    return sweep.make_spec(
         base, seeds=b.seeds, variants=variants, test_subset=b.test_subset, target_accuracy=0.5,
         name="Overfitting a small training set",
         note=(f"Adam at lr {LR:g} (constant), relu MLPs with He init, softmax cross-entropy, on "
               f"the first N MNIST training images; test accuracy on the first {b.test_subset} "
               "test images (only a side note here: the question is memorisation)."))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
+    b = BUDGETS[args.mode]
+    started = time.perf_counter()
+    spec = spec_of(b, args.data_dir)
+    configs = {v.name: spec.config(i) for i, v in enumerate(spec.variants)}
     result = C.run(spec, args.out, args)
 
     rows, per = [], {}
-    for v in variants:
-        config = configs[v["name"]]
+    for name, config in configs.items():
         upe = config.train_subset // config.batch_size
-        acc = result.curves(v["name"], "train_accuracy")
+        acc = result.curves(name, "train_accuracy")
         updates = np.asarray([updates_to_100(a, upe) for a in acc])
         spu = seconds_per_update(config, b.test_subset, b.timing_updates, args.datasets)
-        per[v["name"]] = (config, updates, spu)
+        per[name] = (config, updates, spu)
         reached = np.isfinite(updates)
-        test = result.final(v["name"], "test_accuracy")
+        test = result.final(name, "test_accuracy")
         med = float(np.median(updates[reached])) if reached.any() else np.nan
         rows.append([config.train_subset, net(config.hidden),
                      f"{int(reached.sum())}/{len(updates)}",

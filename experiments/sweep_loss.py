@@ -135,14 +135,12 @@ def findings(r: sweep.SweepResult, b: Budget) -> list[str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = C.parse_args(NAME, C.summary(__doc__), argv)
-    b = BUDGETS[args.mode]
-    started = time.perf_counter()
-    base = C.mnist(args.data_dir, hidden=b.hidden, train_subset=b.train_subset, epochs=b.epochs,
+def spec_of(b: Budget, data_dir: str | None) -> sweep.SweepSpec:
+    """The sweep: every variant of `variants()`, `b.seeds` seeds each."""
+    base = C.mnist(data_dir, hidden=b.hidden, train_subset=b.train_subset, epochs=b.epochs,
                    batch_size=b.batch_size, optimizer="adam", learning_rate=LR,
                    schedule="constant")
-    spec = sweep.make_spec(
+    return sweep.make_spec(
         base, seeds=b.seeds, variants=variants(), name="Outputs x error x targets",
         test_subset=b.test_subset, probes=True, target_accuracy=TARGET,
         note=(f"Adam at lr {LR:g} (constant), batch {b.batch_size}, class sum, mean over "
@@ -151,7 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               "training images (a subset keeps the experiment within its time budget on a 2-core "
               "CPU). The six one-hot losses train in one program, which picks each run's; the "
               "integer target (one output) compiles its own."))
-    result = C.run(spec, args.out, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = C.parse_args(NAME, C.summary(__doc__), argv)
+    b = BUDGETS[args.mode]
+    started = time.perf_counter()
+    result = C.run(spec_of(b, args.data_dir), args.out, args)
     C.finish(result, findings(result, b), [C.budget_section(args, b, started)],
              mode=args.mode)
     return 0

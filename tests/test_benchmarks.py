@@ -129,7 +129,7 @@ def test_bench_programs_smoke_compiles_a_sweep_program_and_reads_xla_log(
     program and, with `--kernels`, its slowest kernels read from XLA:CPU's compile log."""
     result = _run("benchmarks.bench_programs", ["--kernels", "2"], tmp_path)
     ((name, (m,)),) = result["programs"].items()
-    assert name == "sweep_loss: integer target"
+    assert name == "sweep_loss: integer label, MSE on one output"
     assert m["kernels"] > 10 and m["seconds"] > 0
     assert len(m["slowest"]) == 2 and all(s.endswith(" ms") for s in m["slowest"])
 
