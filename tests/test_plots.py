@@ -29,7 +29,7 @@ from jaxmlp.plots import layout, plane
 from jaxmlp.plots import run as run_plots
 from jaxmlp.plots import sweep as sweep_plots
 from jaxmlp.plots.backend import figure, pyplot
-from jaxmlp.sweep.tables import panels_by
+from jaxmlp.sweep.tables import panels_by, panels_in_order
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,24 @@ def reduction_grid() -> list[str]:
     """sweep_reduction's main grid: 16 variants in one panel, the longest names."""
     return [f"{loss}, examples {e}, classes {c}, inputs {i}" for loss in ("CE", "MSE")
             for e in ("mean", "sum") for c in ("sum", "mean") for i in ("0..1", "0..255")]
+
+
+def raw_lr_grid() -> tuple[list[str], list[Any]]:
+    """sweep_reduction's raw-input control: scaled inputs at lr 0.1, then raw inputs at 15
+    learning rates (0.1/255 and 0.1/255**2 among them), names and overrides."""
+    lrs = [0.1, 0.0316, 0.01, 0.00316, 0.001, 0.1 / 255, 0.000316, 0.0001, 3.16e-05, 1e-05,
+           3.16e-06, 0.1 / 255**2, 1e-06, 3.16e-07, 1e-07]
+    names = ["inputs 0..1, lr 0.1"] + [f"inputs 0..255, lr {lr:.3g}" for lr in lrs]
+    overrides = [(("learning_rate", 0.1),)] + [
+        (("input_scale", "raw"), ("learning_rate", lr)) for lr in lrs]
+    return names, overrides
+
+
+def curves_raw_lr() -> Any:
+    names, overrides = raw_lr_grid()
+    return sweep_plots.curves_figure(names, _curves(16, low=100.0), _accuracies(16),
+                                     "Control 3: raw inputs, which learning rate?",
+                                     panels_by(overrides))
 
 
 def curves_lr() -> Any:
@@ -189,6 +207,7 @@ def curves_rescaled() -> Any:
 
 PICTURES: dict[str, Callable[..., Any]] = {
     "sweep curves, 13 panels": lambda **_: curves_lr(),
+    "sweep curves, 16 learning rates in 3 panels": lambda **_: curves_raw_lr(),
     "sweep curves, 16 lines and a negative loss": lambda **_: curves_reduction(),
     "sweep curves, losses on one stated scale": lambda **_: curves_rescaled(),
     "sweep final accuracy, 26 variants": lambda **_: final_lr(),
@@ -266,16 +285,64 @@ def test_numbers_carry_the_digits_that_tell_them_apart() -> None:
 
 
 def test_panel_titles_round_numbers_to_what_tells_them_apart() -> None:
-    """sweep_reduction's raw-input control: 0.1/255 was titled learning_rate=0.000392157."""
-    lrs = [0.1, 0.01, 0.001, 0.1 / 255, 0.0001, 1e-05, 0.1 / 255**2, 1e-06, 1e-07]
-    overrides = [(("input_scale", "unit"), ("learning_rate", 0.1))] + [
-        (("learning_rate", lr),) for lr in lrs]
+    """Five init scales at four learning rates (0.1/255 was titled
+    learning_rate=0.000392157): a panel per learning rate, five lines each."""
+    lrs = [0.1, 0.01, 0.1 / 255, 0.1 / 255**2]
+    overrides = [(("init_scale", i), ("learning_rate", lr)) for i in (0.25, 0.5, 1.0, 2.0, 4.0)
+                 for lr in lrs]
     titles = panels_by(overrides)
+    assert titles is not None and len(set(titles)) == 4
     assert "learning_rate=0.00039" in titles and "learning_rate=1.5e-06" in titles
     assert all(len(t) <= len("learning_rate=1.5e-06") for t in titles), titles
 
 
+def test_a_sweep_of_one_setting_shares_panels_in_order() -> None:
+    """sweep_reduction's raw-input control (16 variants, 15 learning rates) was 15 panels of
+    one line each: now 3 panels of 6, 5 and 5 consecutive variants, each titled by the
+    learning rates it holds, first to last, rounded to the digits that tell them apart.
+    sweep_lr's grid (2 optimizers x 13 rates, two lines a panel) keeps a panel per rate."""
+    _, overrides = raw_lr_grid()
+    titles = panels_by(overrides)
+    assert titles is not None
+    groups = list(dict.fromkeys(titles))
+    assert groups == ["learning_rate 0.1 … 0.001", "learning_rate 0.00039 … 1e-05",
+                      "learning_rate 3.2e-06 … 1e-07"]
+    assert [titles.count(g) for g in groups] == [6, 5, 5]
+    assert titles == sorted(titles, key=groups.index)  # consecutive variants
+    _, lr_titles = lr_grid()
+    assert lr_titles is not None and len(set(lr_titles)) == 13
+    # Panels whose titles would read the same stay apart.
+    same = panels_in_order([(("learning_rate", 0.1),)] * 14)
+    assert list(dict.fromkeys(same)) == ["learning_rate=0.1", "learning_rate=0.1 (2/3)",
+                                         "learning_rate=0.1 (3/3)"]
+
+
 # --- what the pictures say ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grid", ["raw_lr", "reduction"])
+def test_labels_placed_after_the_layout_alone_draw_the_same_pixels(
+        grid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`place_labels` runs the figure's layout engine alone where it drew the whole figure
+    (`draw_without_rendering`) to learn where each axes is: the saved pixels must be the
+    same, byte for byte, on the 3-panel and the 16-line pictures."""
+    names, overrides = raw_lr_grid() if grid == "raw_lr" else (reduction_grid(), None)
+    rng = np.random.default_rng(1)
+    loss = [np.abs(rng.normal(1.0, 0.3, (5, 3))) * np.geomspace(2, 0.1, 3) for _ in names]
+    acc = [np.clip(rng.normal(0.85, 0.05, (5, 3)), 0, 1) for _ in names]
+    panels = panels_by(overrides) if overrides else None
+
+    def pixels() -> np.ndarray:
+        fig = sweep_plots.curves_figure(names, loss, acc, grid, panels)
+        fig.canvas.draw()
+        out = np.asarray(fig.canvas.buffer_rgba()).copy()
+        pyplot().close(fig)
+        return out
+
+    fast = pixels()
+    monkeypatch.setattr(layout, "_lay_out", lambda fig: fig.draw_without_rendering())
+    plain = pixels()
+    assert fast.shape == plain.shape and np.array_equal(fast, plain)
 
 
 def test_a_loss_at_or_below_zero_stays_on_its_axis() -> None:

@@ -5,7 +5,8 @@ Two figures, both read straight from the per-run results:
 - `curves.png`: per variant, the mean learning curve across seeds with a band from the lowest to
   the highest seed, for the training loss (log scale; symmetric log where a loss goes to 0 or
   below) and the test accuracy; many variants become small multiples (a panel pair per value
-  of one setting, wrapped into rows at most MAX_WIDTH_PX wide), each line named at its end
+  of one setting, or per run of consecutive variants where that would leave one line a
+  panel; wrapped into rows at most MAX_WIDTH_PX wide), each line named at its end
   (names moved apart where they would overlap, a legend beside the panel where they do not
   fit), in a palette that colour-blind readers can tell apart;
 - `final_accuracy.png`: per variant, every seed's final test accuracy as a dot, the mean, and
@@ -160,7 +161,7 @@ def curves_figure(
     if epochs <= 3:  # a dot or two per line: keep them off the panel's edges
         first_loss.set_xlim(0.6, epochs + 0.4)
     fig.suptitle(layout.wrap(title + ("" if panels is None else
-                                      "\n(one panel per setting; band = min..max over seeds)")
+                                      "\n(small multiples; band = min..max over seeds)")
                              + (f"\nloss axis: {note}" if note else ""), fig.get_figwidth()),
                  fontsize="medium")
     layout.place_labels(fig, labelled)

@@ -300,7 +300,11 @@ def write_outputs(
 def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | None:
     """One panel label per variant for curves.png, grouping by the varied setting that leaves
     the fewest panels with at most `LINES_PER_PANEL` lines each; None when one panel is enough
-    (or no setting does it). Numbers in the labels carry the digits that tell them apart."""
+    (or no setting does it). Numbers in the labels carry the digits that tell them apart.
+
+    Where that grouping leaves about one line per panel (a sweep of one setting: 16 learning
+    rates were 16 panels of one line, too far apart to compare and 6 s to draw), consecutive
+    variants share a panel instead (`panels_in_order`)."""
     if len(overrides) <= plots_sweep.LINES_PER_PANEL:
         return None
     fields = sorted({k for o in overrides for k, _ in o})
@@ -313,7 +317,29 @@ def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | Non
         if 1 < len(sizes) and max(sizes) <= plots_sweep.LINES_PER_PANEL and (
                 best is None or len(sizes) < len(set(best))):
             best = labels
+    if best is not None and 2 * len(overrides) < 3 * len(set(best)):  # < 1.5 lines a panel
+        return panels_in_order(overrides)
     return best
+
+
+def panels_in_order(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str]:
+    """Consecutive variants in as few panels as hold at most `LINES_PER_PANEL` lines each
+    (sizes within one of each other), each panel titled by the range it holds of the setting
+    with the most values: "learning_rate 0.1 … 0.001", in the sweep's order."""
+    n = len(overrides)
+    k = math.ceil(n / plots_sweep.LINES_PER_PANEL)
+    values = {f: [dict(o).get(f) for o in overrides] for f in {f for o in overrides for f, _ in o}}
+    field = max(sorted(values), key=lambda f: len(set(map(repr, values[f]))))
+    text = _field_texts([v for v in values[field] if v is not None])
+    labels, start = [], 0
+    for i in range(k):
+        size = n // k + (i < n % k)
+        held = list(dict.fromkeys(text[v] for v in values[field][start:start + size]
+                                  if v is not None)) or ["base"]
+        title = f"{field}={held[0]}" if len(held) == 1 else f"{field} {held[0]} … {held[-1]}"
+        labels += [title if title not in labels else f"{title} ({i + 1}/{k})"] * size
+        start += size
+    return labels
 
 
 def _field_texts(values: Sequence[Any]) -> dict[Any, str]:
