@@ -302,9 +302,9 @@ def panels_by(overrides: Sequence[Sequence[tuple[str, Any]]]) -> list[str] | Non
     the fewest panels with at most `LINES_PER_PANEL` lines each; None when one panel is enough
     (or no setting does it). Numbers in the labels carry the digits that tell them apart.
 
-    Where that grouping leaves about one line per panel (a sweep of one setting: 16 learning
-    rates were 16 panels of one line, too far apart to compare and 6 s to draw), consecutive
-    variants share a panel instead (`panels_in_order`)."""
+    Where that grouping leaves about one line per panel (a sweep of one setting: 16 variants
+    at 15 learning rates were 15 panels, too far apart to compare and 5 s to draw),
+    consecutive variants share a panel instead (`panels_in_order`)."""
     if len(overrides) <= plots_sweep.LINES_PER_PANEL:
         return None
     fields = sorted({k for o in overrides for k, _ in o})
