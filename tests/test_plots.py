@@ -327,9 +327,7 @@ def test_labels_placed_after_the_layout_alone_draw_the_same_pixels(
     (`draw_without_rendering`) to learn where each axes is: the saved pixels must be the
     same, byte for byte, on the 3-panel and the 16-line pictures."""
     names, overrides = raw_lr_grid() if grid == "raw_lr" else (reduction_grid(), None)
-    rng = np.random.default_rng(1)
-    loss = [np.abs(rng.normal(1.0, 0.3, (5, 3))) * np.geomspace(2, 0.1, 3) for _ in names]
-    acc = [np.clip(rng.normal(0.85, 0.05, (5, 3)), 0, 1) for _ in names]
+    loss, acc = _curves(len(names)), _accuracies(len(names))  # the same data for both
     panels = panels_by(overrides) if overrides else None
 
     def pixels() -> np.ndarray:
